@@ -1,0 +1,43 @@
+//! The agent's error type and its mapping to `tonic::Status`.
+
+use tonic::{Code, Status};
+
+/// Everything an agent operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The embedded store failed (disk full, corruption, I/O).
+    #[error("store: {0}")]
+    Store(#[from] redb::Error),
+    /// The store's writer has stopped (the agent is shutting down).
+    #[error("store writer stopped")]
+    WriterGone,
+    /// Work routed by another epoch, or for a slot this agent does not own.
+    #[error("{0}")]
+    Fenced(String),
+    /// A malformed request; names the field.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The offending field.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::Store(_) => Code::Internal,
+            Error::WriterGone => Code::Unavailable,
+            Error::Fenced(_) => Code::FailedPrecondition,
+            Error::InvalidArgument { .. } => Code::InvalidArgument,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e, "request failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

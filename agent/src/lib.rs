@@ -1,0 +1,13 @@
+//! Herald's delivery agent: durable per-endpoint queues and signed HTTP
+//! delivery for the slots it owns.
+
+pub mod config;
+pub mod control;
+pub mod dispatcher;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod membership;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,103 @@
+//! Wiring: open the store, serve ingest, register, follow the control plane,
+//! deliver.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald_proto::v1::agent_ingest_server::AgentIngestServer;
+use herald_shared::model::AgentRecord;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::control::ControlLoop;
+use crate::dispatcher::{DispatchConfig, Dispatcher};
+use crate::ingest::Ingest;
+use crate::state::AgentState;
+use crate::store::{DEDUP_WINDOW_MS, Store};
+
+/// Runs the agent until `cancel` fires. `on_listening` is told the bound
+/// ingest address.
+pub async fn run(config: Config, cancel: CancellationToken, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    // reqwest is built without a bundled TLS provider; use ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let agent_id = agent_id(&config.data_dir)?;
+    let store = Store::open(&config.data_dir)?;
+    let state = AgentState::new();
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        state.clone(),
+        crate::http::client()?,
+        DispatchConfig {
+            retry_delay: Duration::from_millis(config.retry_delay_ms),
+            max_concurrency: config.max_concurrency,
+        },
+        cancel.clone(),
+    );
+    let resumed = dispatcher.resume()?;
+
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let ingest_addr = config.advertise_addr.clone().unwrap_or_else(|| addr.to_string());
+    tracing::info!(agent = %agent_id, %addr, resumed, "agent starting");
+
+    let etcd = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
+    let key = format!("{}/agents/{agent_id}", config.etcd_prefix.trim_end_matches('/'));
+    let record = AgentRecord {
+        id: agent_id.clone(),
+        ingest_addr: ingest_addr.clone(),
+        started_at_ms: herald_shared::time::now_ms(),
+    };
+    let membership = tokio::spawn(crate::membership::run(etcd, key, record, config.lease_ttl_secs, cancel.clone()));
+
+    let control = ControlLoop {
+        control_planes: config.control_plane.clone(),
+        agent_id,
+        ingest_addr,
+        state: state.clone(),
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        heartbeat: Duration::from_secs(5),
+    };
+    tokio::spawn(control.run(cancel.clone()));
+    tokio::spawn(prune_loop(store.clone(), cancel.clone()));
+
+    on_listening(addr);
+    let ingest = Ingest { store, state, dispatcher };
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(AgentIngestServer::new(ingest))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
+        .await?;
+    // Let membership revoke its lease so our slots move at once.
+    let _ = tokio::time::timeout(Duration::from_secs(2), membership).await;
+    Ok(())
+}
+
+/// The agent's stable id, created on first start and kept in the data dir
+/// so a restarted agent is recognised as the same member.
+fn agent_id(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("agent_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if herald_shared::ids::validate_name(id.trim()).is_ok() => Ok(id.trim().to_string()),
+        Ok(_) => anyhow::bail!("{} does not hold a valid agent id", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("agent-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn prune_loop(store: Store, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+        store.prune_seen(herald_shared::time::now_ms() - DEDUP_WINDOW_MS).await;
+    }
+}

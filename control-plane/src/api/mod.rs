@@ -1,0 +1,78 @@
+//! gRPC handlers. Thin: validate, call the store or the router, convert.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::router::Router;
+use crate::store::Store;
+use crate::view::ViewHandle;
+
+pub mod agent_session;
+pub mod catalog;
+pub mod endpoints;
+pub mod publish;
+pub mod tenants;
+
+/// Implements every public service and the agent stream.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    view: ViewHandle,
+    router: Router,
+    config: Config,
+}
+
+impl Api {
+    /// Wires the handlers to their dependencies.
+    pub fn new(store: Store, view: ViewHandle, router: Router, config: Config) -> Self {
+        Api {
+            inner: Arc::new(Inner {
+                store,
+                view,
+                router,
+                config,
+            }),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn view(&self) -> &ViewHandle {
+        &self.inner.view
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// After a write at `revision`, waits until this replica's view has it,
+    /// so the caller's next request here sees its own write.
+    async fn settle(&self, revision: i64) -> Result<()> {
+        if self.view().wait_for(revision, Duration::from_secs(5)).await {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(format!(
+                "write stored at revision {revision} but this replica has not caught up; retry the read"
+            )))
+        }
+    }
+}
+
+/// A required, existing-looking revision for optimistic concurrency.
+fn expected_revision(r: i64) -> Result<i64> {
+    if r <= 0 {
+        return Err(Error::invalid(
+            "expected_revision",
+            "is required: pass the revision you read",
+        ));
+    }
+    Ok(r)
+}

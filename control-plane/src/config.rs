@@ -1,0 +1,32 @@
+//! Control-plane configuration: flags, each with an environment fallback.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+/// Herald control plane.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "herald-control-plane", version, about)]
+pub struct Config {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "HERALD_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every key Herald writes in etcd.
+    #[arg(long, env = "HERALD_ETCD_PREFIX", default_value = "/herald")]
+    pub etcd_prefix: String,
+    /// Address the gRPC API listens on (port 0 picks a free one).
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Accept http:// endpoint URLs. For development only.
+    #[arg(long, env = "HERALD_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Largest accepted event payload, in bytes.
+    #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
+    pub max_payload_bytes: usize,
+    /// How long a publish keeps re-routing to agents before UNAVAILABLE, in ms.
+    #[arg(long, env = "HERALD_PUBLISH_RETRY_MS", default_value_t = 5000)]
+    pub publish_retry_ms: u64,
+    /// Log format: "pretty" or "json".
+    #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
+}

@@ -1,0 +1,75 @@
+//! Conversions between stored records and protobuf messages. Secrets are
+//! only copied into the agent-facing message, never into API replies.
+
+use herald_proto::v1 as pb;
+use herald_shared::model::{EndpointRecord, EventTypeRecord, Method, TenantRecord};
+
+use crate::view::EndpointEntry;
+
+/// Public view of an event type.
+pub fn event_type(rec: &EventTypeRecord, revision: i64) -> pb::EventType {
+    pb::EventType {
+        name: rec.name.clone(),
+        group: rec.group.clone(),
+        description: rec.description.clone(),
+        schema_json: rec.schema_json.clone(),
+        example_json: rec.example_json.clone(),
+        archived: rec.archived,
+        revision,
+    }
+}
+
+/// Public view of a tenant.
+pub fn tenant(rec: &TenantRecord, revision: i64) -> pb::Tenant {
+    pb::Tenant {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        created_at_ms: rec.created_at_ms,
+        revision,
+    }
+}
+
+/// Public view of an endpoint: everything but its secrets.
+pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
+    pb::Endpoint {
+        id: rec.id.clone(),
+        tenant_id: rec.tenant_id.clone(),
+        spec: Some(pb::EndpointSpec {
+            name: rec.name.clone(),
+            description: rec.description.clone(),
+            url: rec.url.clone(),
+            method: match rec.method {
+                Method::Post => pb::HttpMethod::Post,
+                Method::Get => pb::HttpMethod::Get,
+            } as i32,
+            enabled: rec.enabled,
+            event_types: rec.event_types.clone(),
+            headers: rec.headers.clone().into_iter().collect(),
+            custom_data_json: rec.custom_data_json.clone(),
+            timeout_ms: rec.timeout_ms,
+            labels: rec.labels.clone().into_iter().collect(),
+        }),
+        created_at_ms: rec.created_at_ms,
+        updated_at_ms: rec.updated_at_ms,
+        revision,
+    }
+}
+
+/// What an agent needs to deliver to an endpoint, secrets included.
+pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
+    let r = &e.record;
+    pb::DeliveryEndpoint {
+        id: r.id.clone(),
+        tenant_id: r.tenant_id.clone(),
+        name: r.name.clone(),
+        slot: e.slot,
+        url: r.url.clone(),
+        use_get: r.method == Method::Get,
+        enabled: r.enabled,
+        headers: r.headers.clone().into_iter().collect(),
+        custom_data_json: r.custom_data_json.clone(),
+        timeout_ms: r.timeout_ms,
+        signing_secrets: r.signing_secrets.clone(),
+        revision: e.revision,
+    }
+}

@@ -1,0 +1,15 @@
+//! Herald's control plane: serves the public gRPC API, keeps endpoint config
+//! in etcd, mirrors it in memory through a watch, plans the slot map, and
+//! routes each publish to the agents that own the matched endpoints.
+
+pub mod api;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod router;
+pub mod server;
+pub mod slots;
+pub mod store;
+pub mod validate;
+pub mod view;
+pub mod watch;

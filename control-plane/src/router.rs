@@ -1,0 +1,128 @@
+//! Routes deliveries to the agents that own their slots, and waits until
+//! every one of them has stored its share durably.
+//!
+//! An agent refuses work routed by an epoch other than its own (fencing);
+//! the router then waits for the view to move and routes again by the new
+//! map. Agents drop deliveries they already hold for (endpoint, event id),
+//! so re-sending a share after a partial failure never duplicates.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use herald_proto::v1 as pb;
+use herald_proto::v1::agent_ingest_client::AgentIngestClient;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, Result};
+use crate::view::ViewHandle;
+
+/// Sends deliveries to their owning agents. One per process.
+pub struct Router {
+    view: ViewHandle,
+    clients: Mutex<HashMap<String, AgentIngestClient<Channel>>>,
+    /// How long a publish keeps re-routing before it answers UNAVAILABLE.
+    retry_for: Duration,
+    /// Deadline of one ingest call.
+    call_timeout: Duration,
+}
+
+impl Router {
+    /// A router over `view`.
+    pub fn new(view: ViewHandle, retry_for: Duration) -> Self {
+        Router {
+            view,
+            clients: Mutex::default(),
+            retry_for,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<AgentIngestClient<Channel>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::Unavailable(format!("bad agent address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(self.call_timeout)
+            .tcp_nodelay(true);
+        let c = AgentIngestClient::new(endpoint.connect_lazy());
+        clients.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Stores every delivery on its owning agent, or fails UNAVAILABLE.
+    pub async fn deliver(&self, deliveries: Vec<pb::Delivery>) -> Result<()> {
+        let deadline = Instant::now() + self.retry_for;
+        let mut pending = deliveries;
+        loop {
+            let (epoch, groups, unrouted) = self.group(pending);
+            let mut last_error = unrouted.first().map(|d| {
+                format!("no live agent owns slot {} (epoch {epoch})", d.slot)
+            });
+            pending = unrouted;
+
+            let mut calls = JoinSet::new();
+            for (addr, batch) in groups {
+                let mut client = self.client(&addr)?;
+                calls.spawn(async move {
+                    let req = pb::IngestRequest {
+                        epoch,
+                        deliveries: batch.clone(),
+                    };
+                    match client.ingest(req).await {
+                        Ok(_) => Ok(()),
+                        Err(status) => Err((addr, status, batch)),
+                    }
+                });
+            }
+            while let Some(joined) = calls.join_next().await {
+                match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err((addr, status, batch))) => {
+                        tracing::debug!(%addr, code = ?status.code(), msg = status.message(), "ingest refused; will re-route");
+                        last_error = Some(format!("agent {addr}: {}", status.message()));
+                        pending.extend(batch);
+                    }
+                    Err(e) => last_error = Some(format!("ingest task failed: {e}")),
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "could not store {} deliveries: {}; retry with the same idempotency key",
+                    pending.len(),
+                    last_error.unwrap_or_default()
+                )));
+            }
+            // Wait for the map (or an agent's registration) to move.
+            self.view.changed(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Groups deliveries by owner address at the current epoch; returns
+    /// those whose slot has no owner separately.
+    #[allow(clippy::type_complexity)]
+    fn group(&self, deliveries: Vec<pb::Delivery>) -> (u64, HashMap<String, Vec<pb::Delivery>>, Vec<pb::Delivery>) {
+        self.view.read(|v| {
+            let mut groups: HashMap<String, Vec<pb::Delivery>> = HashMap::new();
+            let mut unrouted = Vec::new();
+            let Some((map, _)) = &v.slot_map else {
+                return (0, groups, deliveries);
+            };
+            for d in deliveries {
+                match map.owner(d.slot) {
+                    Some(a) => groups.entry(a.ingest_addr.clone()).or_default().push(d),
+                    None => unrouted.push(d),
+                }
+            }
+            (map.epoch, groups, unrouted)
+        })
+    }
+}

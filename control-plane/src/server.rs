@@ -1,0 +1,56 @@
+//! Wiring: connect to etcd, start the watch and the slot planner, serve gRPC.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_proto::v1::{
+    agent_control_server::AgentControlServer, catalog_service_server::CatalogServiceServer,
+    endpoint_service_server::EndpointServiceServer, publish_service_server::PublishServiceServer,
+    tenant_service_server::TenantServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Api;
+use crate::config::Config;
+use crate::router::Router;
+use crate::store::Store;
+use crate::view::ViewHandle;
+
+/// Runs the control plane until `cancel` fires. `on_listening` is told the
+/// bound address (useful with port 0).
+pub async fn run(config: Config, cancel: CancellationToken, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
+    let store = Store::new(client, &config.etcd_prefix);
+    let view = ViewHandle::new();
+    let slots_changed = Arc::new(Notify::new());
+
+    tokio::spawn(crate::watch::run(store.clone(), view.clone(), slots_changed.clone(), cancel.clone()));
+    tokio::spawn(crate::slots::run(store.clone(), view.clone(), slots_changed, cancel.clone()));
+    // Serve only once the first load is in: before it, every publish would
+    // find no tenants.
+    if !view.wait_for(1, Duration::from_secs(30)).await {
+        anyhow::bail!("could not load config from etcd within 30 s");
+    }
+
+    let router = Router::new(view.clone(), Duration::from_millis(config.publish_retry_ms));
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let api = Api::new(store, view, router, config);
+    on_listening(addr);
+    tracing::info!(%addr, "control plane serving");
+
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(CatalogServiceServer::new(api.clone()))
+        .add_service(TenantServiceServer::new(api.clone()))
+        .add_service(EndpointServiceServer::new(api.clone()))
+        .add_service(PublishServiceServer::new(api.clone()))
+        .add_service(AgentControlServer::new(api))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
+        .await?;
+    Ok(())
+}

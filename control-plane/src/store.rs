@@ -1,0 +1,262 @@
+//! The etcd store: typed keys under a prefix, and conditional writes.
+//!
+//! Every write that must not clobber another is an etcd transaction whose
+//! compare carries the precondition (absent, or at the revision the caller
+//! read), so two replicas racing cannot both win.
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+
+/// Handle to the etcd keyspace of one Herald cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    prefix: String,
+}
+
+/// What lives where, relative to the prefix.
+pub mod keys {
+    /// Event types: `event_types/{name}`.
+    pub const EVENT_TYPES: &str = "event_types/";
+    /// Tenants: `tenants/{id}`.
+    pub const TENANTS: &str = "tenants/";
+    /// Endpoints: `endpoints/{tenant}/{id}`.
+    pub const ENDPOINTS: &str = "endpoints/";
+    /// Live agents, each under its lease: `agents/{id}`.
+    pub const AGENTS: &str = "agents/";
+    /// The slot map (one key).
+    pub const SLOT_MAP: &str = "slotmap";
+}
+
+/// A decoded record with its etcd `mod_revision`.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    /// The record.
+    pub value: T,
+    /// The key's `mod_revision`.
+    pub revision: i64,
+}
+
+impl Store {
+    /// Wraps a connected client; `prefix` is normalised to end with `/`.
+    pub fn new(client: Client, prefix: &str) -> Self {
+        let mut prefix = prefix.trim_end_matches('/').to_string();
+        prefix.push('/');
+        Store { client, prefix }
+    }
+
+    /// The key prefix, ending with `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A clone of the underlying client (for watches and leases).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Full key for a path relative to the prefix.
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}{rel}", self.prefix)
+    }
+
+    /// Reads one record.
+    pub async fn get<T: DeserializeOwned>(&self, rel: &str) -> Result<Option<Versioned<T>>> {
+        let key = self.key(rel);
+        let resp = self.client.kv_client().get(key.as_str(), None).await?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(Versioned {
+                value: decode(&key, kv.value())?,
+                revision: kv.mod_revision(),
+            })),
+        }
+    }
+
+    /// Reads every record under a relative prefix, in key order.
+    pub async fn list<T: DeserializeOwned>(&self, rel_prefix: &str) -> Result<Vec<Versioned<T>>> {
+        let key = self.key(rel_prefix);
+        let resp = self
+            .client
+            .kv_client()
+            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                Ok(Versioned {
+                    value: decode(&String::from_utf8_lossy(kv.key()), kv.value())?,
+                    revision: kv.mod_revision(),
+                })
+            })
+            .collect()
+    }
+
+    /// Counts the keys under a relative prefix.
+    pub async fn count(&self, rel_prefix: &str) -> Result<i64> {
+        let key = self.key(rel_prefix);
+        let resp = self
+            .client
+            .kv_client()
+            .get(
+                key.as_str(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await?;
+        Ok(resp.count())
+    }
+
+    /// Writes `value` at `rel` only if the key is absent, and, when
+    /// `requires` is given, only if that other key exists. Returns the new
+    /// revision, or which precondition failed.
+    pub async fn create<T: Serialize>(
+        &self,
+        rel: &str,
+        value: &T,
+        requires: Option<&str>,
+    ) -> Result<i64, CreateConflict> {
+        let key = self.key(rel);
+        let mut cmp = vec![Compare::version(key.as_str(), CompareOp::Equal, 0)];
+        if let Some(req) = requires {
+            cmp.push(Compare::version(self.key(req), CompareOp::Greater, 0));
+        }
+        let txn = Txn::new()
+            .when(cmp)
+            .and_then([TxnOp::put(key.as_str(), encode(value), None)])
+            .or_else([TxnOp::get(key.as_str(), Some(GetOptions::new().with_count_only()))]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(Error::from)?;
+        if resp.succeeded() {
+            return Ok(header_revision(resp.header()));
+        }
+        // Which compare failed: the key itself exists, or the required one is missing.
+        let exists = resp.op_responses().into_iter().any(|r| match r {
+            etcd_client::TxnOpResponse::Get(g) => g.count() > 0,
+            _ => false,
+        });
+        Err(if exists {
+            CreateConflict::Exists
+        } else {
+            CreateConflict::MissingRequired
+        })
+    }
+
+    /// Replaces the record at `rel` only if its revision is still
+    /// `expected`. Returns the new revision; `Ok(None)` when the key is gone
+    /// or changed (the caller reads again to say which).
+    pub async fn update<T: Serialize>(
+        &self,
+        rel: &str,
+        value: &T,
+        expected: i64,
+    ) -> Result<Option<i64>> {
+        let key = self.key(rel);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key.as_str(), encode(value), None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        Ok(resp.succeeded().then(|| header_revision(resp.header())))
+    }
+
+    /// Writes unconditionally, optionally attached to a lease.
+    pub async fn put<T: Serialize>(&self, rel: &str, value: &T, lease: Option<i64>) -> Result<i64> {
+        let opts = lease.map(|l| PutOptions::new().with_lease(l));
+        let resp = self
+            .client
+            .kv_client()
+            .put(self.key(rel), encode(value), opts)
+            .await?;
+        Ok(header_revision(resp.header()))
+    }
+
+    /// Deletes the key `rel` and every key under the relative prefixes in
+    /// `also_prefixes`, atomically, provided `rel` exists. Returns the
+    /// revision and how many keys went, or `None` when `rel` was absent.
+    pub async fn delete_with(
+        &self,
+        rel: &str,
+        also_prefixes: &[&str],
+    ) -> Result<Option<(i64, i64)>> {
+        let key = self.key(rel);
+        let mut ops = vec![TxnOp::delete(key.as_str(), None)];
+        for p in also_prefixes {
+            ops.push(TxnOp::delete(
+                self.key(p),
+                Some(DeleteOptions::new().with_prefix()),
+            ));
+        }
+        let txn = Txn::new()
+            .when([Compare::version(key.as_str(), CompareOp::Greater, 0)])
+            .and_then(ops);
+        let resp = self.client.kv_client().txn(txn).await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        let deleted = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                etcd_client::TxnOpResponse::Delete(d) => d.deleted(),
+                _ => 0,
+            })
+            .sum();
+        Ok(Some((header_revision(resp.header()), deleted)))
+    }
+
+    /// Writes `value` at `rel` if the key's revision is still `expected`
+    /// (0: the key must be absent). Returns whether it was written.
+    pub async fn compare_and_put<T: Serialize>(
+        &self,
+        rel: &str,
+        value: &T,
+        expected: i64,
+    ) -> Result<bool> {
+        let key = self.key(rel);
+        let cmp = if expected == 0 {
+            Compare::version(key.as_str(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key.as_str(), CompareOp::Equal, expected)
+        };
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([TxnOp::put(key.as_str(), encode(value), None)]);
+        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+    }
+}
+
+/// Why a conditional create did not write.
+#[derive(Debug)]
+pub enum CreateConflict {
+    /// The key exists already.
+    Exists,
+    /// The key named by `requires` does not exist.
+    MissingRequired,
+    /// etcd failed.
+    Store(Error),
+}
+
+impl From<Error> for CreateConflict {
+    fn from(e: Error) -> Self {
+        CreateConflict::Store(e)
+    }
+}
+
+fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> i64 {
+    h.map(|h| h.revision()).unwrap_or_default()
+}
+
+/// Serialises a record; our records are plain data, so this cannot fail.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Decodes a record read from `key`.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,286 @@
+//! Validation at the API edge: every check names the field it refuses and
+//! says why, so a caller can fix the request without reading our code.
+
+use std::collections::{BTreeMap, HashMap};
+
+use herald_proto::v1 as pb;
+use herald_shared::ids::validate_name;
+use herald_shared::model::{EventTypeRecord, Method};
+use herald_shared::pattern;
+
+use crate::error::{Error, Result};
+
+/// Default per-attempt timeout.
+pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
+/// Longest per-attempt timeout an endpoint may ask for.
+pub const MAX_TIMEOUT_MS: u32 = 60_000;
+/// Longest free-text field (names, descriptions).
+pub const MAX_TEXT: usize = 1024;
+/// Largest custom data, schema or example JSON.
+pub const MAX_JSON_FIELD: usize = 64 * 1024;
+
+/// Headers an endpoint may not set: Herald owns them (signing, auth,
+/// tracing, framing).
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "authorization",
+    "traceparent",
+    "tracestate",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "user-agent",
+];
+
+/// A required identifier-like name.
+pub fn name(field: &str, value: &str) -> Result<()> {
+    validate_name(value).map_err(|e| Error::invalid(field, e.to_string()))
+}
+
+/// Optional free text of bounded length.
+pub fn text(field: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_TEXT {
+        return Err(Error::invalid(field, format!("must be at most {MAX_TEXT} bytes")));
+    }
+    Ok(())
+}
+
+/// Optional JSON text; when `object_only`, it must be an object.
+pub fn json(field: &str, value: &str, object_only: bool) -> Result<()> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    if value.len() > MAX_JSON_FIELD {
+        return Err(Error::invalid(field, format!("must be at most {MAX_JSON_FIELD} bytes")));
+    }
+    let v: serde_json::Value = serde_json::from_str(value)
+        .map_err(|e| Error::invalid(field, format!("is not valid JSON: {e}")))?;
+    if object_only && !v.is_object() {
+        return Err(Error::invalid(field, "must be a JSON object"));
+    }
+    Ok(())
+}
+
+/// The fields of an event type.
+pub fn event_type(name_field: &str, name_value: &str, group: &str, description: &str, schema: &str, example: &str) -> Result<()> {
+    name(name_field, name_value)?;
+    text("group", group)?;
+    text("description", description)?;
+    json("schema_json", schema, true)?;
+    json("example_json", example, false)
+}
+
+/// A validated endpoint spec, ready to store.
+#[derive(Debug)]
+pub struct EndpointSpec {
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Target URL.
+    pub url: String,
+    /// POST or GET.
+    pub method: Method,
+    /// Whether it receives events.
+    pub enabled: bool,
+    /// Subscribed names and patterns.
+    pub event_types: Vec<String>,
+    /// Extra headers, lower-cased names.
+    pub headers: BTreeMap<String, String>,
+    /// JSON object text, or empty.
+    pub custom_data_json: String,
+    /// Per-attempt timeout in ms.
+    pub timeout_ms: u32,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Checks an endpoint spec against the catalog. Exact event type names must
+/// exist (a typo would otherwise silently receive nothing); patterns may
+/// match types created later.
+pub fn endpoint_spec(
+    spec: Option<pb::EndpointSpec>,
+    allow_http: bool,
+    catalog: &HashMap<String, EventTypeRecord>,
+) -> Result<EndpointSpec> {
+    let spec = spec.ok_or_else(|| Error::invalid("spec", "is required"))?;
+    if spec.name.trim().is_empty() {
+        return Err(Error::invalid("spec.name", "must not be empty"));
+    }
+    text("spec.name", &spec.name)?;
+    text("spec.description", &spec.description)?;
+    url("spec.url", &spec.url, allow_http)?;
+    let method = match pb::HttpMethod::try_from(spec.method) {
+        Ok(pb::HttpMethod::Unspecified | pb::HttpMethod::Post) => Method::Post,
+        Ok(pb::HttpMethod::Get) => Method::Get,
+        Err(_) => return Err(Error::invalid("spec.method", format!("unknown method {}", spec.method))),
+    };
+    if spec.event_types.is_empty() {
+        return Err(Error::invalid(
+            "spec.event_types",
+            "must list at least one event type or pattern ('*' for all)",
+        ));
+    }
+    for (i, p) in spec.event_types.iter().enumerate() {
+        let field = format!("spec.event_types[{i}]");
+        pattern::validate(p).map_err(|e| Error::invalid(&field, e.to_string()))?;
+        if !pattern::is_wildcard(p) && !catalog.contains_key(p) {
+            return Err(Error::invalid(field, format!("unknown event type '{p}'")));
+        }
+    }
+    let mut headers = BTreeMap::new();
+    for (k, v) in spec.headers {
+        let lower = k.to_ascii_lowercase();
+        let field = format!("spec.headers[{k}]");
+        if lower.is_empty() || !lower.bytes().all(is_token_byte) {
+            return Err(Error::invalid(field, "is not a valid HTTP header name"));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(Error::invalid(field, "is set by Herald and cannot be overridden"));
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) || v.len() > 8192 {
+            return Err(Error::invalid(field, "value must be one line of at most 8192 bytes"));
+        }
+        headers.insert(lower, v);
+    }
+    json("spec.custom_data_json", &spec.custom_data_json, true)?;
+    let timeout_ms = match spec.timeout_ms {
+        0 => DEFAULT_TIMEOUT_MS,
+        t if (100..=MAX_TIMEOUT_MS).contains(&t) => t,
+        t => {
+            return Err(Error::invalid(
+                "spec.timeout_ms",
+                format!("{t} is outside 100..={MAX_TIMEOUT_MS} (0 means {DEFAULT_TIMEOUT_MS})"),
+            ));
+        }
+    };
+    for (k, v) in &spec.labels {
+        if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            return Err(Error::invalid(
+                format!("spec.labels[{k}]"),
+                "keys must be 1..=128 bytes and values at most 256",
+            ));
+        }
+    }
+    Ok(EndpointSpec {
+        name: spec.name,
+        description: spec.description,
+        url: spec.url,
+        method,
+        enabled: spec.enabled,
+        event_types: spec.event_types,
+        headers,
+        custom_data_json: spec.custom_data_json,
+        timeout_ms,
+        labels: spec.labels.into_iter().collect(),
+    })
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// An absolute http(s) URL with a host and no credentials.
+pub fn url(field: &str, value: &str, allow_http: bool) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.len() > 2048 {
+        return Err(Error::invalid(field, "must be at most 2048 bytes"));
+    }
+    let u = url::Url::parse(value).map_err(|e| Error::invalid(field, format!("is not a valid URL: {e}")))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(Error::invalid(
+                field,
+                "must use https (the operator has not allowed http)",
+            ));
+        }
+        s => return Err(Error::invalid(field, format!("scheme '{s}' is not http or https"))),
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(Error::invalid(field, "must name a host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(Error::invalid(field, "must not carry credentials"));
+    }
+    if u.fragment().is_some() {
+        return Err(Error::invalid(field, "must not have a fragment"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> HashMap<String, EventTypeRecord> {
+        HashMap::from([("invoice.paid".to_string(), EventTypeRecord::default())])
+    }
+
+    fn spec() -> pb::EndpointSpec {
+        pb::EndpointSpec {
+            name: "n".into(),
+            url: "https://example.com/hook".into(),
+            event_types: vec!["invoice.paid".into(), "user.*".into()],
+            ..Default::default()
+        }
+    }
+
+    fn field_of(r: Result<EndpointSpec>) -> String {
+        match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_spec_with_defaults() {
+        let s = endpoint_spec(Some(spec()), false, &catalog()).unwrap();
+        assert_eq!(s.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(s.method, Method::Post);
+        assert!(!s.enabled);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let c = catalog();
+        let mut s = spec();
+        s.url = "http://example.com".into();
+        assert_eq!(field_of(endpoint_spec(Some(s.clone()), false, &c)), "spec.url");
+        assert!(endpoint_spec(Some(s), true, &c).is_ok());
+
+        let mut s = spec();
+        s.url = "ftp://x".into();
+        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.url");
+
+        let mut s = spec();
+        s.event_types = vec!["invoice.unknown".into()];
+        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.event_types[0]");
+
+        let mut s = spec();
+        s.headers.insert("Webhook-Signature".into(), "x".into());
+        assert_eq!(
+            field_of(endpoint_spec(Some(s), true, &c)),
+            "spec.headers[Webhook-Signature]"
+        );
+
+        let mut s = spec();
+        s.custom_data_json = "[1]".into();
+        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.custom_data_json");
+
+        let mut s = spec();
+        s.timeout_ms = 61_000;
+        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.timeout_ms");
+
+        assert_eq!(field_of(endpoint_spec(None, true, &c)), "spec");
+    }
+}

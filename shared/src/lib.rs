@@ -1,0 +1,10 @@
+//! Herald's domain layer: the types and pure functions that the control
+//! plane and the agents agree on. Nothing here does I/O or knows gRPC.
+
+pub mod envelope;
+pub mod ids;
+pub mod model;
+pub mod pattern;
+pub mod signing;
+pub mod slot;
+pub mod time;

@@ -1,0 +1,139 @@
+//! The configuration records Herald keeps in etcd, as JSON. The etcd
+//! `mod_revision` of a record's key is its revision for optimistic
+//! concurrency; it is not stored inside the record.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An event type of the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventTypeRecord {
+    /// Dotted name, the key.
+    pub name: String,
+    /// Group a console lists it under.
+    pub group: String,
+    /// Free text.
+    pub description: String,
+    /// Optional JSON Schema, as JSON text.
+    pub schema_json: String,
+    /// Optional example payload, as JSON text.
+    pub example_json: String,
+    /// Archived types are refused by Publish.
+    pub archived: bool,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantRecord {
+    /// Caller-chosen id, the key.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// HTTP method of a delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// The envelope in the body (the default).
+    #[default]
+    Post,
+    /// No body; for receivers that only take a signed token.
+    Get,
+}
+
+/// An endpoint with everything an agent needs to deliver to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointRecord {
+    /// Generated id (`ep_...`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Target URL.
+    pub url: String,
+    /// POST or GET.
+    pub method: Method,
+    /// Disabled endpoints match no publishes.
+    pub enabled: bool,
+    /// Subscribed event type names and patterns.
+    pub event_types: Vec<String>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// JSON object text added to every delivery, or empty.
+    pub custom_data_json: String,
+    /// Per-attempt timeout in ms.
+    pub timeout_ms: u32,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// Standard Webhooks secrets, newest first. Never listed by the API.
+    pub signing_secrets: Vec<String>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Last update time, ms since the epoch.
+    pub updated_at_ms: i64,
+}
+
+impl EndpointRecord {
+    /// Whether this endpoint wants events of type `name`.
+    pub fn subscribes_to(&self, name: &str) -> bool {
+        self.event_types
+            .iter()
+            .any(|p| crate::pattern::matches(p, name))
+    }
+}
+
+/// A live agent, as it registers itself under its lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentRecord {
+    /// Stable id, kept in the agent's data dir.
+    pub id: String,
+    /// Address of its ingest gRPC service (`host:port`).
+    pub ingest_addr: String,
+    /// When this incarnation started, ms since the epoch.
+    pub started_at_ms: i64,
+}
+
+/// Which agent owns each slot, at an epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SlotMap {
+    /// Bumped on every change; agents refuse work routed by another epoch.
+    pub epoch: u64,
+    /// Number of slots.
+    pub slot_count: u32,
+    /// Agents in the map.
+    pub agents: Vec<AgentRecord>,
+    /// For each slot, an index into `agents`; empty when no agents.
+    pub owners: Vec<u16>,
+}
+
+impl SlotMap {
+    /// The agent owning `slot`, if any.
+    pub fn owner(&self, slot: u32) -> Option<&AgentRecord> {
+        let i = *self.owners.get(slot as usize)?;
+        self.agents.get(usize::from(i))
+    }
+
+    /// The slots owned by `agent_id`.
+    pub fn slots_of(&self, agent_id: &str) -> Vec<u32> {
+        self.owners
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| self.agents.get(usize::from(**i)).is_some_and(|a| a.id == agent_id))
+            .map(|(s, _)| s as u32)
+            .collect()
+    }
+}
