@@ -1,1 +1,7 @@
+//! Test harness: starts real etcd, control-plane and agent processes on
+//! ports the OS picked, and real HTTP receivers, and stops all of them when
+//! dropped, even when the test panics.
 
+pub mod cluster;
+pub mod process;
+pub mod receiver;

@@ -1,0 +1,114 @@
+//! `herald event-type ...`: the event type catalog.
+
+use anyhow::Result;
+use clap::Subcommand;
+use herald_proto::v1::{
+    ArchiveEventTypeRequest, CreateEventTypeRequest, EventType, ListEventTypesRequest,
+    catalog_service_client::CatalogServiceClient,
+};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::output::{Format, json_text};
+
+/// Event type subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Creates an event type.
+    Create {
+        /// Dotted name, e.g. "invoice.activated".
+        #[arg(long)]
+        name: String,
+        /// Group the type is listed under, e.g. "invoice".
+        #[arg(long, default_value = "")]
+        group: String,
+        /// Human description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Example payload as JSON text.
+        #[arg(long, default_value = "")]
+        example_json: String,
+    },
+    /// Lists event types.
+    List {
+        /// Only this group.
+        #[arg(long, default_value = "")]
+        group: String,
+        /// Include archived types.
+        #[arg(long)]
+        include_archived: bool,
+    },
+    /// Archives an event type (publishing it is refused afterwards).
+    Archive {
+        /// Event type name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+const HEADERS: [&str; 4] = ["NAME", "GROUP", "ARCHIVED", "DESCRIPTION"];
+
+fn row(t: &EventType) -> Vec<String> {
+    vec![
+        t.name.clone(),
+        t.group.clone(),
+        t.archived.to_string(),
+        t.description.clone(),
+    ]
+}
+
+fn to_json(t: &EventType) -> Value {
+    json!({
+        "name": t.name,
+        "group": t.group,
+        "description": t.description,
+        "schema": json_text(&t.schema_json),
+        "example": json_text(&t.example_json),
+        "archived": t.archived,
+        "revision": t.revision,
+    })
+}
+
+fn emit_one(out: Format, t: &EventType) {
+    out.emit(&to_json(t), &HEADERS, &[row(t)]);
+}
+
+/// Runs one event type subcommand.
+pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
+    let mut client = CatalogServiceClient::new(channel);
+    match cmd {
+        Cmd::Create {
+            name,
+            group,
+            description,
+            example_json,
+        } => {
+            let req = CreateEventTypeRequest {
+                name,
+                group,
+                description,
+                schema_json: String::new(),
+                example_json,
+            };
+            emit_one(out, &client.create_event_type(req).await?.into_inner());
+        }
+        Cmd::List {
+            group,
+            include_archived,
+        } => {
+            let req = ListEventTypesRequest {
+                group,
+                include_archived,
+            };
+            let types = client.list_event_types(req).await?.into_inner().event_types;
+            let json = Value::Array(types.iter().map(to_json).collect());
+            let rows: Vec<_> = types.iter().map(row).collect();
+            out.emit(&json, &HEADERS, &rows);
+        }
+        Cmd::Archive { name } => {
+            let req = ArchiveEventTypeRequest { name };
+            emit_one(out, &client.archive_event_type(req).await?.into_inner());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `herald publish`: publishes one event.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use herald_proto::v1::{
+    Actor, PublishRequest, Resource, publish_service_client::PublishServiceClient,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::output::Format;
+
+/// Arguments of `herald publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Tenant id.
+    #[arg(long)]
+    tenant: String,
+    /// Event type name.
+    #[arg(long = "type")]
+    event_type: String,
+    /// The event's data: a JSON object.
+    #[arg(long)]
+    data: String,
+    /// Idempotency key: the same (tenant, key) within 24 h is the same event.
+    #[arg(long, default_value = "")]
+    idempotency_key: String,
+    /// Type of the resource the event is about.
+    #[arg(long, requires = "resource_id")]
+    resource_type: Option<String>,
+    /// Id of the resource the event is about.
+    #[arg(long, requires = "resource_type")]
+    resource_id: Option<String>,
+    /// Id of the actor who triggered the event.
+    #[arg(long)]
+    actor_id: Option<String>,
+    /// Type of the actor, e.g. "user" or "system".
+    #[arg(long, requires = "actor_id", default_value = "")]
+    actor_type: String,
+}
+
+/// Publishes the event and prints its id and the number of endpoints matched.
+pub async fn run(channel: Channel, out: Format, a: PublishArgs) -> Result<()> {
+    serde_json::from_str::<serde_json::Value>(&a.data).context("--data is not valid JSON")?;
+    let resource = match (a.resource_type, a.resource_id) {
+        (Some(r#type), Some(id)) => Some(Resource { r#type, id }),
+        _ => None,
+    };
+    let actor = a.actor_id.map(|id| Actor {
+        r#type: a.actor_type,
+        id,
+        name: String::new(),
+    });
+    let req = PublishRequest {
+        tenant_id: a.tenant,
+        event_type: a.event_type,
+        payload_json: a.data,
+        idempotency_key: a.idempotency_key,
+        resource,
+        actor,
+        occurred_at_ms: 0,
+    };
+    let resp = PublishServiceClient::new(channel)
+        .publish(req)
+        .await?
+        .into_inner();
+    out.emit(
+        &json!({ "event_id": resp.event_id, "endpoints_matched": resp.endpoints_matched }),
+        &["EVENT ID", "ENDPOINTS MATCHED"],
+        &[vec![
+            resp.event_id.clone(),
+            resp.endpoints_matched.to_string(),
+        ]],
+    );
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Herald processes for tests: etcd, control planes and agents.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use herald_proto::v1 as pb;
+use herald_proto::v1::{
+    catalog_service_client::CatalogServiceClient, endpoint_service_client::EndpointServiceClient,
+    publish_service_client::PublishServiceClient, tenant_service_client::TenantServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::process::{Proc, bin, etcd_bin, free_port};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A single-member etcd on loopback, in a temp dir.
+pub struct Etcd {
+    /// Client URL, `http://127.0.0.1:port`.
+    pub url: String,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it serves clients.
+    pub fn start() -> anyhow::Result<Etcd> {
+        let mut last_err = None;
+        // The ports are picked free, but another process may grab one first.
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(e) => return Ok(e),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
+    }
+
+    fn try_start() -> anyhow::Result<Etcd> {
+        let dir = tempfile::tempdir()?;
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(etcd_bin());
+        cmd.arg("--name=t")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=t={peer_url}"))
+            .arg("--log-level=error")
+            .arg("--logger=zap");
+        let proc = Proc::spawn("etcd", cmd)?;
+        let mut etcd = Etcd { url, _proc: proc, _dir: dir };
+        etcd.wait_ready()?;
+        Ok(etcd)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        let addr = self.url.trim_start_matches("http://").to_string();
+        while std::time::Instant::now() < deadline {
+            if self._proc.exited() {
+                anyhow::bail!("etcd exited during start");
+            }
+            // /health answers once the member has a leader and serves.
+            if let Ok(body) = http_get(&addr, "/health")
+                && body.contains("\"health\":\"true\"")
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        anyhow::bail!("etcd not healthy within {START_TIMEOUT:?}")
+    }
+}
+
+/// A tiny blocking HTTP GET (etcd's /health), to keep the harness lean.
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// A control-plane process.
+pub struct ControlPlane {
+    /// gRPC URL, `http://127.0.0.1:port`.
+    pub url: String,
+    /// The process.
+    pub proc: Proc,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on a free port, allowing http endpoints.
+    pub fn start(etcd: &Etcd, extra: &[&str]) -> anyhow::Result<ControlPlane> {
+        let mut cmd = Command::new(bin("herald-control-plane"));
+        cmd.arg("--etcd-endpoints")
+            .arg(&etcd.url)
+            .arg("--listen=127.0.0.1:0")
+            .arg("--allow-http")
+            .args(extra)
+            .env("RUST_LOG", "info,herald_control_plane=debug");
+        let mut proc = Proc::spawn("control-plane", cmd)?;
+        let addr = proc.wait_for_line("herald-control-plane listening on ", START_TIMEOUT)?;
+        Ok(ControlPlane {
+            url: format!("http://{addr}"),
+            proc,
+        })
+    }
+
+    /// gRPC clients for this replica.
+    pub async fn clients(&self) -> anyhow::Result<Clients> {
+        Clients::connect(&self.url).await
+    }
+}
+
+/// An agent process with its data dir (kept across restarts).
+pub struct Agent {
+    /// The process, if running.
+    pub proc: Option<Proc>,
+    /// Ingest address of the current incarnation.
+    pub addr: String,
+    data_dir: PathBuf,
+    etcd_url: String,
+    control_planes: String,
+    extra: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Agent {
+    /// Starts an agent with a fresh data dir, following `control_planes`.
+    pub fn start(etcd: &Etcd, control_planes: &[&ControlPlane], extra: &[&str]) -> anyhow::Result<Agent> {
+        let dir = tempfile::tempdir()?;
+        let mut agent = Agent {
+            proc: None,
+            addr: String::new(),
+            data_dir: dir.path().to_path_buf(),
+            etcd_url: etcd.url.clone(),
+            control_planes: control_planes.iter().map(|c| c.url.as_str()).collect::<Vec<_>>().join(","),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: Some(dir),
+        };
+        agent.restart()?;
+        Ok(agent)
+    }
+
+    /// Starts the agent again on the same data dir (after `kill9`).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(bin("herald-agent"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--etcd-endpoints")
+            .arg(&self.etcd_url)
+            .arg("--control-plane")
+            .arg(&self.control_planes)
+            .arg("--listen=127.0.0.1:0")
+            .arg("--lease-ttl-secs=5")
+            .arg("--retry-delay-ms=200")
+            .args(&self.extra)
+            .env("RUST_LOG", "info,herald_agent=debug");
+        let mut proc = Proc::spawn("agent", cmd)?;
+        self.addr = proc.wait_for_line("herald-agent listening on ", START_TIMEOUT)?;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// SIGKILL the agent.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// Typed gRPC clients of one control plane.
+#[derive(Clone)]
+pub struct Clients {
+    /// Event types.
+    pub catalog: CatalogServiceClient<Channel>,
+    /// Tenants.
+    pub tenants: TenantServiceClient<Channel>,
+    /// Endpoints.
+    pub endpoints: EndpointServiceClient<Channel>,
+    /// Publishing.
+    pub publish: PublishServiceClient<Channel>,
+}
+
+impl Clients {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> anyhow::Result<Clients> {
+        let ch = Channel::from_shared(url.to_string())?.connect().await?;
+        Ok(Clients {
+            catalog: CatalogServiceClient::new(ch.clone()),
+            tenants: TenantServiceClient::new(ch.clone()),
+            endpoints: EndpointServiceClient::new(ch.clone()),
+            publish: PublishServiceClient::new(ch),
+        })
+    }
+
+    /// Creates an event type.
+    pub async fn event_type(&mut self, name: &str) -> anyhow::Result<pb::EventType> {
+        Ok(self
+            .catalog
+            .create_event_type(pb::CreateEventTypeRequest {
+                name: name.into(),
+                group: name.split('.').next().unwrap_or_default().into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Creates a tenant.
+    pub async fn tenant(&mut self, id: &str) -> anyhow::Result<pb::Tenant> {
+        Ok(self
+            .tenants
+            .create_tenant(pb::CreateTenantRequest {
+                id: id.into(),
+                name: String::new(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Creates an enabled endpoint of `tenant` at `url` for `types`.
+    pub async fn endpoint(&mut self, tenant: &str, url: &str, types: &[&str]) -> anyhow::Result<pb::CreateEndpointResponse> {
+        Ok(self
+            .endpoints
+            .create_endpoint(pb::CreateEndpointRequest {
+                tenant_id: tenant.into(),
+                spec: Some(pb::EndpointSpec {
+                    name: "test endpoint".into(),
+                    url: url.into(),
+                    enabled: true,
+                    event_types: types.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Publishes `data` as `event_type` for `tenant` with an idempotency key.
+    pub async fn publish(&mut self, tenant: &str, event_type: &str, data: serde_json::Value, key: &str) -> Result<pb::PublishResponse, tonic::Status> {
+        Ok(self
+            .publish
+            .publish(pb::PublishRequest {
+                tenant_id: tenant.into(),
+                event_type: event_type.into(),
+                payload_json: data.to_string(),
+                idempotency_key: key.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner())
+    }
+}
+
+/// etcd, one control plane and one agent: the smallest real cluster.
+pub struct Cluster {
+    /// The agent (field order: dropped first).
+    pub agent: Agent,
+    /// The control plane.
+    pub cp: ControlPlane,
+    /// etcd.
+    pub etcd: Etcd,
+    /// Clients of `cp`.
+    pub api: Clients,
+}
+
+impl Cluster {
+    /// Starts etcd, a control plane and an agent, and waits until the agent
+    /// owns the slots.
+    pub async fn start() -> anyhow::Result<Cluster> {
+        let etcd = Etcd::start()?;
+        let cp = ControlPlane::start(&etcd, &[])?;
+        let agent = Agent::start(&etcd, &[&cp], &[])?;
+        let api = cp.clients().await?;
+        Ok(Cluster { agent, cp, etcd, api })
+    }
+}
