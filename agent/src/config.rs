@@ -13,10 +13,20 @@ pub struct Config {
     #[arg(long, env = "HERALD_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Control-plane gRPC addresses, comma-separated; tried in turn.
-    #[arg(long, env = "HERALD_CONTROL_PLANE", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "HERALD_CONTROL_PLANE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub control_plane: Vec<String>,
     /// etcd endpoints, comma-separated.
-    #[arg(long, env = "HERALD_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "HERALD_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd_endpoints: Vec<String>,
     /// Prefix of every key Herald writes in etcd.
     #[arg(long, env = "HERALD_ETCD_PREFIX", default_value = "/herald")]

@@ -115,9 +115,13 @@ impl ControlLoop {
             Kind::EndpointRemoved(r) => {
                 self.state.remove(&r.endpoint_id);
                 match self.store.purge(&r.endpoint_id).await {
-                    Ok(n) if n > 0 => tracing::info!(endpoint = %r.endpoint_id, dropped = n, "endpoint deleted; queue dropped"),
+                    Ok(n) if n > 0 => {
+                        tracing::info!(endpoint = %r.endpoint_id, dropped = n, "endpoint deleted; queue dropped")
+                    }
                     Ok(_) => {}
-                    Err(e) => tracing::error!(endpoint = %r.endpoint_id, error = %e, "cannot drop queue"),
+                    Err(e) => {
+                        tracing::error!(endpoint = %r.endpoint_id, error = %e, "cannot drop queue")
+                    }
                 }
             }
         }

@@ -45,7 +45,13 @@ struct Inner {
 
 impl Dispatcher {
     /// A dispatcher whose workers stop when `cancel` fires.
-    pub fn new(store: Store, state: AgentState, http: reqwest::Client, config: DispatchConfig, cancel: CancellationToken) -> Self {
+    pub fn new(
+        store: Store,
+        state: AgentState,
+        http: reqwest::Client,
+        config: DispatchConfig,
+        cancel: CancellationToken,
+    ) -> Self {
         Dispatcher {
             inner: Arc::new(Inner {
                 store,

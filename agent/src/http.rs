@@ -72,18 +72,23 @@ pub fn body(ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Vec<u8> {
 }
 
 /// Sends one attempt and classifies the result.
-pub async fn attempt(client: &reqwest::Client, ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Outcome {
+pub async fn attempt(
+    client: &reqwest::Client,
+    ep: &pb::DeliveryEndpoint,
+    d: &pb::Delivery,
+) -> Outcome {
     let timestamp = herald_shared::time::now_ms() / 1000;
     let body = if ep.use_get { Vec::new() } else { body(ep, d) };
-    let signature = match signing::signature_header(&ep.signing_secrets, &d.event_id, timestamp, &body) {
-        Ok(s) => s,
-        Err(e) => {
-            return Outcome::Failed {
-                status: None,
-                error: format!("signing: {e}"),
-            };
-        }
-    };
+    let signature =
+        match signing::signature_header(&ep.signing_secrets, &d.event_id, timestamp, &body) {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: format!("signing: {e}"),
+                };
+            }
+        };
     let mut req = if ep.use_get {
         client.get(&ep.url)
     } else {
@@ -113,15 +118,10 @@ pub async fn attempt(client: &reqwest::Client, ep: &pb::DeliveryEndpoint, d: &pb
     let status = resp.status().as_u16();
     // Read a bounded body so the connection can be reused.
     let mut read = 0usize;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                read += c.len();
-                if read > MAX_RESPONSE_BODY {
-                    break;
-                }
-            }
-            Ok(None) | Err(_) => break,
+    while let Ok(Some(c)) = resp.chunk().await {
+        read += c.len();
+        if read > MAX_RESPONSE_BODY {
+            break;
         }
     }
     if (200..300).contains(&status) {

@@ -31,17 +31,28 @@ fn invalid(field: String, reason: &str) -> Error {
 
 #[tonic::async_trait]
 impl AgentIngest for Ingest {
-    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn ingest(
+        &self,
+        req: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
         let r = req.into_inner();
         for (i, d) in r.deliveries.iter().enumerate() {
             if d.endpoint_id.is_empty() {
-                return Err(invalid(format!("deliveries[{i}].endpoint_id"), "must not be empty").into());
+                return Err(
+                    invalid(format!("deliveries[{i}].endpoint_id"), "must not be empty").into(),
+                );
             }
             if d.event_id.is_empty() {
-                return Err(invalid(format!("deliveries[{i}].event_id"), "must not be empty").into());
+                return Err(
+                    invalid(format!("deliveries[{i}].event_id"), "must not be empty").into(),
+                );
             }
             if d.slot != slot_for(&d.endpoint_id, SLOT_COUNT) {
-                return Err(invalid(format!("deliveries[{i}].slot"), "does not match the endpoint id").into());
+                return Err(invalid(
+                    format!("deliveries[{i}].slot"),
+                    "does not match the endpoint id",
+                )
+                .into());
             }
             self.state.check_owner(r.epoch, d.slot)?;
         }

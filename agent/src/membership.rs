@@ -10,7 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Registers and keeps the registration alive until `cancel` fires, then
 /// revokes it. Re-registers after any etcd failure.
-pub async fn run(mut client: Client, key: String, record: AgentRecord, ttl_secs: i64, cancel: CancellationToken) {
+pub async fn run(
+    mut client: Client,
+    key: String,
+    record: AgentRecord,
+    ttl_secs: i64,
+    cancel: CancellationToken,
+) {
     let value = serde_json::to_vec(&record).unwrap_or_default();
     loop {
         let mut lease = None;
@@ -18,7 +24,11 @@ pub async fn run(mut client: Client, key: String, record: AgentRecord, ttl_secs:
             let grant = client.lease_grant(ttl_secs, None).await?;
             lease = Some(grant.id());
             client
-                .put(key.as_str(), value.clone(), Some(PutOptions::new().with_lease(grant.id())))
+                .put(
+                    key.as_str(),
+                    value.clone(),
+                    Some(PutOptions::new().with_lease(grant.id())),
+                )
                 .await?;
             tracing::info!(key = %key, ttl_secs, "registered in etcd");
             let (mut keeper, mut responses) = client.lease_keep_alive(grant.id()).await?;

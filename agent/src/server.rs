@@ -19,7 +19,11 @@ use crate::store::{DEDUP_WINDOW_MS, Store};
 
 /// Runs the agent until `cancel` fires. `on_listening` is told the bound
 /// ingest address.
-pub async fn run(config: Config, cancel: CancellationToken, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    cancel: CancellationToken,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     // reqwest is built without a bundled TLS provider; use ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.data_dir)?;
@@ -40,17 +44,29 @@ pub async fn run(config: Config, cancel: CancellationToken, on_listening: impl F
 
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let ingest_addr = config.advertise_addr.clone().unwrap_or_else(|| addr.to_string());
+    let ingest_addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| addr.to_string());
     tracing::info!(agent = %agent_id, %addr, resumed, "agent starting");
 
     let etcd = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
-    let key = format!("{}/agents/{agent_id}", config.etcd_prefix.trim_end_matches('/'));
+    let key = format!(
+        "{}/agents/{agent_id}",
+        config.etcd_prefix.trim_end_matches('/')
+    );
     let record = AgentRecord {
         id: agent_id.clone(),
         ingest_addr: ingest_addr.clone(),
         started_at_ms: herald_shared::time::now_ms(),
     };
-    let membership = tokio::spawn(crate::membership::run(etcd, key, record, config.lease_ttl_secs, cancel.clone()));
+    let membership = tokio::spawn(crate::membership::run(
+        etcd,
+        key,
+        record,
+        config.lease_ttl_secs,
+        cancel.clone(),
+    ));
 
     let control = ControlLoop {
         control_planes: config.control_plane.clone(),
@@ -65,7 +81,11 @@ pub async fn run(config: Config, cancel: CancellationToken, on_listening: impl F
     tokio::spawn(prune_loop(store.clone(), cancel.clone()));
 
     on_listening(addr);
-    let ingest = Ingest { store, state, dispatcher };
+    let ingest = Ingest {
+        store,
+        state,
+        dispatcher,
+    };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(AgentIngestServer::new(ingest))
@@ -98,6 +118,8 @@ async fn prune_loop(store: Store, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}
         }
-        store.prune_seen(herald_shared::time::now_ms() - DEDUP_WINDOW_MS).await;
+        store
+            .prune_seen(herald_shared::time::now_ms() - DEDUP_WINDOW_MS)
+            .await;
     }
 }

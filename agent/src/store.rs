@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use herald_proto::v1 as pb;
 use prost::Message as _;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -102,7 +104,10 @@ impl Store {
     /// Removes a delivered item. Not awaited: if the agent dies before the
     /// commit, the item is delivered again (at least once).
     pub async fn remove(&self, endpoint_id: &str, seq: u64) {
-        let _ = self.writer.send(WriteOp::Remove(endpoint_id.to_string(), seq)).await;
+        let _ = self
+            .writer
+            .send(WriteOp::Remove(endpoint_id.to_string(), seq))
+            .await;
     }
 
     /// Drops an endpoint's whole queue (the endpoint was deleted).
@@ -137,7 +142,9 @@ impl Store {
             let seq = k.value().1;
             match pb::Delivery::decode(v.value()) {
                 Ok(delivery) => out.push(Queued { seq, delivery }),
-                Err(e) => tracing::error!(endpoint = endpoint_id, seq, error = %e, "undecodable queue item skipped"),
+                Err(e) => {
+                    tracing::error!(endpoint = endpoint_id, seq, error = %e, "undecodable queue item skipped")
+                }
             }
         }
         Ok(out)
@@ -248,7 +255,10 @@ fn commit_group(db: &Database, ops: &mut [WriteOp]) -> Result<GroupResults, redb
                             continue;
                         }
                         seen.insert(key, now)?;
-                        queue.insert((d.endpoint_id.as_str(), next_seq), d.encode_to_vec().as_slice())?;
+                        queue.insert(
+                            (d.endpoint_id.as_str(), next_seq),
+                            d.encode_to_vec().as_slice(),
+                        )?;
                         next_seq += 1;
                         res.stored += 1;
                         if !res.endpoints.contains(&d.endpoint_id) {
@@ -302,11 +312,18 @@ mod tests {
         {
             let s = Store::open(dir.path()).unwrap();
             let r = s
-                .insert(vec![delivery("a", "e1"), delivery("b", "e1"), delivery("a", "e2")])
+                .insert(vec![
+                    delivery("a", "e1"),
+                    delivery("b", "e1"),
+                    delivery("a", "e2"),
+                ])
                 .await
                 .unwrap();
             assert_eq!((r.stored, r.duplicates), (3, 0));
-            let r = s.insert(vec![delivery("a", "e1"), delivery("a", "e3")]).await.unwrap();
+            let r = s
+                .insert(vec![delivery("a", "e1"), delivery("a", "e3")])
+                .await
+                .unwrap();
             assert_eq!((r.stored, r.duplicates), (1, 1));
             let a = s.pending("a", 0, 10).unwrap();
             let events: Vec<_> = a.iter().map(|q| q.delivery.event_id.as_str()).collect();
@@ -330,7 +347,13 @@ mod tests {
         assert_eq!(s.endpoints_with_pending().unwrap(), ["b"]);
         assert_eq!(s.queue_len().unwrap(), 1);
         // The idempotency record outlives delivery, until pruned.
-        assert_eq!(s.insert(vec![delivery("a", "e2")]).await.unwrap().duplicates, 1);
+        assert_eq!(
+            s.insert(vec![delivery("a", "e2")])
+                .await
+                .unwrap()
+                .duplicates,
+            1
+        );
         s.prune_seen(i64::MAX).await;
         assert_eq!(s.insert(vec![delivery("a", "e2")]).await.unwrap().stored, 1);
     }

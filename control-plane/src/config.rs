@@ -9,7 +9,12 @@ use clap::Parser;
 #[command(name = "herald-control-plane", version, about)]
 pub struct Config {
     /// etcd endpoints, comma-separated.
-    #[arg(long, env = "HERALD_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "HERALD_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd_endpoints: Vec<String>,
     /// Prefix of every key Herald writes in etcd.
     #[arg(long, env = "HERALD_ETCD_PREFIX", default_value = "/herald")]

@@ -61,9 +61,9 @@ impl Router {
         let mut pending = deliveries;
         loop {
             let (epoch, groups, unrouted) = self.group(pending);
-            let mut last_error = unrouted.first().map(|d| {
-                format!("no live agent owns slot {} (epoch {epoch})", d.slot)
-            });
+            let mut last_error = unrouted
+                .first()
+                .map(|d| format!("no live agent owns slot {} (epoch {epoch})", d.slot));
             pending = unrouted;
 
             let mut calls = JoinSet::new();
@@ -109,7 +109,10 @@ impl Router {
     /// Groups deliveries by owner address at the current epoch; returns
     /// those whose slot has no owner separately.
     #[allow(clippy::type_complexity)]
-    fn group(&self, deliveries: Vec<pb::Delivery>) -> (u64, HashMap<String, Vec<pb::Delivery>>, Vec<pb::Delivery>) {
+    fn group(
+        &self,
+        deliveries: Vec<pb::Delivery>,
+    ) -> (u64, HashMap<String, Vec<pb::Delivery>>, Vec<pb::Delivery>) {
         self.view.read(|v| {
             let mut groups: HashMap<String, Vec<pb::Delivery>> = HashMap::new();
             let mut unrouted = Vec::new();

@@ -22,14 +22,28 @@ use crate::view::ViewHandle;
 
 /// Runs the control plane until `cancel` fires. `on_listening` is told the
 /// bound address (useful with port 0).
-pub async fn run(config: Config, cancel: CancellationToken, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    cancel: CancellationToken,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
     let store = Store::new(client, &config.etcd_prefix);
     let view = ViewHandle::new();
     let slots_changed = Arc::new(Notify::new());
 
-    tokio::spawn(crate::watch::run(store.clone(), view.clone(), slots_changed.clone(), cancel.clone()));
-    tokio::spawn(crate::slots::run(store.clone(), view.clone(), slots_changed, cancel.clone()));
+    tokio::spawn(crate::watch::run(
+        store.clone(),
+        view.clone(),
+        slots_changed.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(crate::slots::run(
+        store.clone(),
+        view.clone(),
+        slots_changed,
+        cancel.clone(),
+    ));
     // Serve only once the first load is in: before it, every publish would
     // find no tenants.
     if !view.wait_for(1, Duration::from_secs(30)).await {

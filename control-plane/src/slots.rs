@@ -33,7 +33,10 @@ pub async fn run(store: Store, view: ViewHandle, changed: Arc<Notify>, cancel: C
 }
 
 /// The map the agent set calls for, if it differs from the current one.
-pub fn desired(current: Option<&SlotMap>, agents: Vec<herald_shared::model::AgentRecord>) -> Option<SlotMap> {
+pub fn desired(
+    current: Option<&SlotMap>,
+    agents: Vec<herald_shared::model::AgentRecord>,
+) -> Option<SlotMap> {
     let ids: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
     let owners = slot::assign(&ids, slot::SLOT_COUNT);
     if let Some(cur) = current
@@ -60,8 +63,15 @@ async fn plan_once(store: &Store, view: &ViewHandle) -> crate::error::Result<()>
         )
     });
     let Some(next) = next else { return Ok(()) };
-    if store.compare_and_put(keys::SLOT_MAP, &next, revision).await? {
-        tracing::info!(epoch = next.epoch, agents = next.agents.len(), "slot map updated");
+    if store
+        .compare_and_put(keys::SLOT_MAP, &next, revision)
+        .await?
+    {
+        tracing::info!(
+            epoch = next.epoch,
+            agents = next.agents.len(),
+            "slot map updated"
+        );
     }
     // Lost the race: the winner's map arrives through the watch, which
     // notifies us again.
@@ -91,6 +101,9 @@ mod tests {
         // A restarted agent with a new address is a change too.
         let mut moved = agent("a");
         moved.ingest_addr = "a:2".into();
-        assert_eq!(desired(Some(&m2), vec![moved, agent("b")]).unwrap().epoch, 3);
+        assert_eq!(
+            desired(Some(&m2), vec![moved, agent("b")]).unwrap().epoch,
+            3
+        );
     }
 }

@@ -4,9 +4,7 @@
 //! compare carries the precondition (absent, or at the revision the caller
 //! read), so two replicas racing cannot both win.
 
-use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
@@ -127,8 +125,16 @@ impl Store {
         let txn = Txn::new()
             .when(cmp)
             .and_then([TxnOp::put(key.as_str(), encode(value), None)])
-            .or_else([TxnOp::get(key.as_str(), Some(GetOptions::new().with_count_only()))]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(Error::from)?;
+            .or_else([TxnOp::get(
+                key.as_str(),
+                Some(GetOptions::new().with_count_only()),
+            )]);
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(Error::from)?;
         if resp.succeeded() {
             return Ok(header_revision(resp.header()));
         }
@@ -155,7 +161,11 @@ impl Store {
     ) -> Result<Option<i64>> {
         let key = self.key(rel);
         let txn = Txn::new()
-            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, expected)])
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                expected,
+            )])
             .and_then([TxnOp::put(key.as_str(), encode(value), None)]);
         let resp = self.client.kv_client().txn(txn).await?;
         Ok(resp.succeeded().then(|| header_revision(resp.header())))

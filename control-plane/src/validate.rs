@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use herald_proto::v1 as pb;
 use herald_shared::ids::validate_name;
-use herald_shared::model::{EventTypeRecord, Method};
+use herald_shared::model::{EndpointRecord, EventTypeRecord, Method};
 use herald_shared::pattern;
 
 use crate::error::{Error, Result};
@@ -46,7 +46,10 @@ pub fn name(field: &str, value: &str) -> Result<()> {
 /// Optional free text of bounded length.
 pub fn text(field: &str, value: &str) -> Result<()> {
     if value.len() > MAX_TEXT {
-        return Err(Error::invalid(field, format!("must be at most {MAX_TEXT} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_TEXT} bytes"),
+        ));
     }
     Ok(())
 }
@@ -57,7 +60,10 @@ pub fn json(field: &str, value: &str, object_only: bool) -> Result<()> {
         return Ok(());
     }
     if value.len() > MAX_JSON_FIELD {
-        return Err(Error::invalid(field, format!("must be at most {MAX_JSON_FIELD} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_JSON_FIELD} bytes"),
+        ));
     }
     let v: serde_json::Value = serde_json::from_str(value)
         .map_err(|e| Error::invalid(field, format!("is not valid JSON: {e}")))?;
@@ -68,7 +74,14 @@ pub fn json(field: &str, value: &str, object_only: bool) -> Result<()> {
 }
 
 /// The fields of an event type.
-pub fn event_type(name_field: &str, name_value: &str, group: &str, description: &str, schema: &str, example: &str) -> Result<()> {
+pub fn event_type(
+    name_field: &str,
+    name_value: &str,
+    group: &str,
+    description: &str,
+    schema: &str,
+    example: &str,
+) -> Result<()> {
     name(name_field, name_value)?;
     text("group", group)?;
     text("description", description)?;
@@ -76,39 +89,15 @@ pub fn event_type(name_field: &str, name_value: &str, group: &str, description: 
     json("example_json", example, false)
 }
 
-/// A validated endpoint spec, ready to store.
-#[derive(Debug)]
-pub struct EndpointSpec {
-    /// Display name.
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// Target URL.
-    pub url: String,
-    /// POST or GET.
-    pub method: Method,
-    /// Whether it receives events.
-    pub enabled: bool,
-    /// Subscribed names and patterns.
-    pub event_types: Vec<String>,
-    /// Extra headers, lower-cased names.
-    pub headers: BTreeMap<String, String>,
-    /// JSON object text, or empty.
-    pub custom_data_json: String,
-    /// Per-attempt timeout in ms.
-    pub timeout_ms: u32,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Checks an endpoint spec against the catalog. Exact event type names must
-/// exist (a typo would otherwise silently receive nothing); patterns may
-/// match types created later.
+/// Checks an endpoint spec against the catalog and returns a record with
+/// the spec's fields set (ids, secrets and times are the caller's). Exact
+/// event type names must exist (a typo would otherwise silently receive
+/// nothing); patterns may match types created later.
 pub fn endpoint_spec(
     spec: Option<pb::EndpointSpec>,
     allow_http: bool,
     catalog: &HashMap<String, EventTypeRecord>,
-) -> Result<EndpointSpec> {
+) -> Result<EndpointRecord> {
     let spec = spec.ok_or_else(|| Error::invalid("spec", "is required"))?;
     if spec.name.trim().is_empty() {
         return Err(Error::invalid("spec.name", "must not be empty"));
@@ -119,7 +108,12 @@ pub fn endpoint_spec(
     let method = match pb::HttpMethod::try_from(spec.method) {
         Ok(pb::HttpMethod::Unspecified | pb::HttpMethod::Post) => Method::Post,
         Ok(pb::HttpMethod::Get) => Method::Get,
-        Err(_) => return Err(Error::invalid("spec.method", format!("unknown method {}", spec.method))),
+        Err(_) => {
+            return Err(Error::invalid(
+                "spec.method",
+                format!("unknown method {}", spec.method),
+            ));
+        }
     };
     if spec.event_types.is_empty() {
         return Err(Error::invalid(
@@ -142,10 +136,16 @@ pub fn endpoint_spec(
             return Err(Error::invalid(field, "is not a valid HTTP header name"));
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) {
-            return Err(Error::invalid(field, "is set by Herald and cannot be overridden"));
+            return Err(Error::invalid(
+                field,
+                "is set by Herald and cannot be overridden",
+            ));
         }
         if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) || v.len() > 8192 {
-            return Err(Error::invalid(field, "value must be one line of at most 8192 bytes"));
+            return Err(Error::invalid(
+                field,
+                "value must be one line of at most 8192 bytes",
+            ));
         }
         headers.insert(lower, v);
     }
@@ -168,7 +168,7 @@ pub fn endpoint_spec(
             ));
         }
     }
-    Ok(EndpointSpec {
+    Ok(EndpointRecord {
         name: spec.name,
         description: spec.description,
         url: spec.url,
@@ -179,6 +179,7 @@ pub fn endpoint_spec(
         custom_data_json: spec.custom_data_json,
         timeout_ms,
         labels: spec.labels.into_iter().collect(),
+        ..EndpointRecord::default()
     })
 }
 
@@ -194,7 +195,8 @@ pub fn url(field: &str, value: &str, allow_http: bool) -> Result<()> {
     if value.len() > 2048 {
         return Err(Error::invalid(field, "must be at most 2048 bytes"));
     }
-    let u = url::Url::parse(value).map_err(|e| Error::invalid(field, format!("is not a valid URL: {e}")))?;
+    let u = url::Url::parse(value)
+        .map_err(|e| Error::invalid(field, format!("is not a valid URL: {e}")))?;
     match u.scheme() {
         "https" => {}
         "http" if allow_http => {}
@@ -204,7 +206,12 @@ pub fn url(field: &str, value: &str, allow_http: bool) -> Result<()> {
                 "must use https (the operator has not allowed http)",
             ));
         }
-        s => return Err(Error::invalid(field, format!("scheme '{s}' is not http or https"))),
+        s => {
+            return Err(Error::invalid(
+                field,
+                format!("scheme '{s}' is not http or https"),
+            ));
+        }
     }
     if u.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid(field, "must name a host"));
@@ -235,7 +242,7 @@ mod tests {
         }
     }
 
-    fn field_of(r: Result<EndpointSpec>) -> String {
+    fn field_of(r: Result<EndpointRecord>) -> String {
         match r {
             Err(Error::InvalidArgument { field, .. }) => field,
             other => panic!("expected InvalidArgument, got {other:?}"),
@@ -255,7 +262,10 @@ mod tests {
         let c = catalog();
         let mut s = spec();
         s.url = "http://example.com".into();
-        assert_eq!(field_of(endpoint_spec(Some(s.clone()), false, &c)), "spec.url");
+        assert_eq!(
+            field_of(endpoint_spec(Some(s.clone()), false, &c)),
+            "spec.url"
+        );
         assert!(endpoint_spec(Some(s), true, &c).is_ok());
 
         let mut s = spec();
@@ -264,7 +274,10 @@ mod tests {
 
         let mut s = spec();
         s.event_types = vec!["invoice.unknown".into()];
-        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.event_types[0]");
+        assert_eq!(
+            field_of(endpoint_spec(Some(s), true, &c)),
+            "spec.event_types[0]"
+        );
 
         let mut s = spec();
         s.headers.insert("Webhook-Signature".into(), "x".into());
@@ -275,11 +288,17 @@ mod tests {
 
         let mut s = spec();
         s.custom_data_json = "[1]".into();
-        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.custom_data_json");
+        assert_eq!(
+            field_of(endpoint_spec(Some(s), true, &c)),
+            "spec.custom_data_json"
+        );
 
         let mut s = spec();
         s.timeout_ms = 61_000;
-        assert_eq!(field_of(endpoint_spec(Some(s), true, &c)), "spec.timeout_ms");
+        assert_eq!(
+            field_of(endpoint_spec(Some(s), true, &c)),
+            "spec.timeout_ms"
+        );
 
         assert_eq!(field_of(endpoint_spec(None, true, &c)), "spec");
     }

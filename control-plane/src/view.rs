@@ -43,7 +43,10 @@ pub struct View {
 
 impl View {
     /// Every endpoint whose slot is in `slots`.
-    pub fn endpoints_in_slots(&self, slots: &std::collections::HashSet<u32>) -> Vec<Arc<EndpointEntry>> {
+    pub fn endpoints_in_slots(
+        &self,
+        slots: &std::collections::HashSet<u32>,
+    ) -> Vec<Arc<EndpointEntry>> {
         self.endpoints
             .values()
             .flat_map(|m| m.values())

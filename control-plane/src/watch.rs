@@ -16,7 +16,12 @@ use crate::view::{Change, View, ViewHandle, endpoint_entry};
 
 /// Runs until `cancel` fires. `slots_changed` is poked whenever the agent
 /// set or the slot map may have changed, so the slot planner re-plans.
-pub async fn run(store: Store, view: ViewHandle, slots_changed: Arc<Notify>, cancel: CancellationToken) {
+pub async fn run(
+    store: Store,
+    view: ViewHandle,
+    slots_changed: Arc<Notify>,
+    cancel: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let result = tokio::select! {
@@ -80,7 +85,9 @@ async fn sync(store: &Store, view: &ViewHandle, slots_changed: &Notify) -> Resul
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key());
-                let Some(rel) = key.strip_prefix(&prefix) else { continue };
+                let Some(rel) = key.strip_prefix(&prefix) else {
+                    continue;
+                };
                 poke_slots |= rel.starts_with(keys::AGENTS) || rel == keys::SLOT_MAP;
                 let change = match ev.event_type() {
                     EventType::Put => apply_put(v, rel, kv.value(), kv.mod_revision()),

@@ -110,7 +110,10 @@ mod tests {
             event_type: "invoice.activated",
             timestamp: rfc3339_ms(0),
             tenant_id: "acme",
-            resource: Some(ResourceRef { kind: "invoice", id: "in_1" }),
+            resource: Some(ResourceRef {
+                kind: "invoice",
+                id: "in_1",
+            }),
             actor: None,
             data: &data,
             custom_data: None,

@@ -5,6 +5,8 @@ pub mod envelope;
 pub mod ids;
 pub mod model;
 pub mod pattern;
+#[cfg(feature = "process")]
+pub mod process;
 pub mod signing;
 pub mod slot;
 pub mod time;

@@ -132,7 +132,11 @@ impl SlotMap {
         self.owners
             .iter()
             .enumerate()
-            .filter(|(_, i)| self.agents.get(usize::from(**i)).is_some_and(|a| a.id == agent_id))
+            .filter(|(_, i)| {
+                self.agents
+                    .get(usize::from(**i))
+                    .is_some_and(|a| a.id == agent_id)
+            })
             .map(|(s, _)| s as u32)
             .collect()
     }

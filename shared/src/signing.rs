@@ -39,9 +39,17 @@ pub fn is_valid_secret(secret: &str) -> bool {
 }
 
 /// One `v1,<base64>` signature of a message.
-pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<String, SigningError> {
+pub fn sign(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, SigningError> {
     let key = key_bytes(secret)?;
-    Ok(format!("v1,{}", B64.encode(mac(&key, msg_id, timestamp, body))))
+    Ok(format!(
+        "v1,{}",
+        B64.encode(mac(&key, msg_id, timestamp, body))
+    ))
 }
 
 /// The `webhook-signature` header value: one signature per secret,

@@ -90,10 +90,12 @@ mod tests {
             // Only slots won by the newcomer move; expect S/(n+1), allow 40 %.
             let expected = SLOT_COUNT as f64 / (n + 1) as f64;
             assert!((moved as f64) < expected * 1.4, "n={n} moved={moved}");
-            assert!(after
-                .iter()
-                .zip(&before)
-                .all(|(a, b)| a == b || a == &format!("agent-{n}")));
+            assert!(
+                after
+                    .iter()
+                    .zip(&before)
+                    .all(|(a, b)| a == b || a == &format!("agent-{n}"))
+            );
         }
     }
 

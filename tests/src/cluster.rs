@@ -53,7 +53,11 @@ impl Etcd {
             .arg("--log-level=error")
             .arg("--logger=zap");
         let proc = Proc::spawn("etcd", cmd)?;
-        let mut etcd = Etcd { url, _proc: proc, _dir: dir };
+        let mut etcd = Etcd {
+            url,
+            _proc: proc,
+            _dir: dir,
+        };
         etcd.wait_ready()?;
         Ok(etcd)
     }
@@ -135,14 +139,22 @@ pub struct Agent {
 
 impl Agent {
     /// Starts an agent with a fresh data dir, following `control_planes`.
-    pub fn start(etcd: &Etcd, control_planes: &[&ControlPlane], extra: &[&str]) -> anyhow::Result<Agent> {
+    pub fn start(
+        etcd: &Etcd,
+        control_planes: &[&ControlPlane],
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
         let dir = tempfile::tempdir()?;
         let mut agent = Agent {
             proc: None,
             addr: String::new(),
             data_dir: dir.path().to_path_buf(),
             etcd_url: etcd.url.clone(),
-            control_planes: control_planes.iter().map(|c| c.url.as_str()).collect::<Vec<_>>().join(","),
+            control_planes: control_planes
+                .iter()
+                .map(|c| c.url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _dir: Some(dir),
         };
@@ -234,7 +246,12 @@ impl Clients {
     }
 
     /// Creates an enabled endpoint of `tenant` at `url` for `types`.
-    pub async fn endpoint(&mut self, tenant: &str, url: &str, types: &[&str]) -> anyhow::Result<pb::CreateEndpointResponse> {
+    pub async fn endpoint(
+        &mut self,
+        tenant: &str,
+        url: &str,
+        types: &[&str],
+    ) -> anyhow::Result<pb::CreateEndpointResponse> {
         Ok(self
             .endpoints
             .create_endpoint(pb::CreateEndpointRequest {
@@ -252,7 +269,13 @@ impl Clients {
     }
 
     /// Publishes `data` as `event_type` for `tenant` with an idempotency key.
-    pub async fn publish(&mut self, tenant: &str, event_type: &str, data: serde_json::Value, key: &str) -> Result<pb::PublishResponse, tonic::Status> {
+    pub async fn publish(
+        &mut self,
+        tenant: &str,
+        event_type: &str,
+        data: serde_json::Value,
+        key: &str,
+    ) -> Result<pb::PublishResponse, tonic::Status> {
         Ok(self
             .publish
             .publish(pb::PublishRequest {
@@ -287,6 +310,11 @@ impl Cluster {
         let cp = ControlPlane::start(&etcd, &[])?;
         let agent = Agent::start(&etcd, &[&cp], &[])?;
         let api = cp.clients().await?;
-        Ok(Cluster { agent, cp, etcd, api })
+        Ok(Cluster {
+            agent,
+            cp,
+            etcd,
+            api,
+        })
     }
 }

@@ -18,7 +18,9 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` with stdout piped (stderr goes to the test's stderr).
     pub fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<Proc> {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null());
         let mut child = cmd
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {name} ({cmd:?}): {e}"))?;
@@ -51,7 +53,10 @@ impl Proc {
                 }
                 Err(_) => {
                     let status = self.child.try_wait()?;
-                    anyhow::bail!("{} printed no line starting {prefix:?} (exit status: {status:?})", self.name)
+                    anyhow::bail!(
+                        "{} printed no line starting {prefix:?} (exit status: {status:?})",
+                        self.name
+                    )
                 }
             }
         }
@@ -70,7 +75,10 @@ impl Proc {
 
     /// SIGTERM, then waits up to `grace` before SIGKILL.
     pub fn terminate(&mut self, grace: Duration) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -108,7 +116,13 @@ pub fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe
         .parent()
-        .and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) })
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
         .expect("test binary has a parent dir");
     let path = dir.join(name);
     assert!(

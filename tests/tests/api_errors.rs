@@ -9,7 +9,11 @@ use tonic::Code;
 fn assert_status<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, starts: &str) {
     let s = r.expect_err("expected an error status");
     assert_eq!(s.code(), code, "{starts}: {}", s.message());
-    assert!(s.message().starts_with(starts), "message {:?} should start with {starts:?}", s.message());
+    assert!(
+        s.message().starts_with(starts),
+        "message {:?} should start with {starts:?}",
+        s.message()
+    );
 }
 
 fn publish(tenant: &str, event_type: &str, payload: &str) -> pb::PublishRequest {
@@ -28,30 +32,85 @@ async fn publish_rejects_bad_input_naming_the_field() -> anyhow::Result<()> {
     c.api.event_type("order.legacy").await?;
     c.api
         .catalog
-        .archive_event_type(pb::ArchiveEventTypeRequest { name: "order.legacy".into() })
+        .archive_event_type(pb::ArchiveEventTypeRequest {
+            name: "order.legacy".into(),
+        })
         .await?;
     c.api.tenant("acme").await?;
     let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(300 * 1024));
     let p = &mut c.api.publish;
 
-    assert_status(p.publish(publish("nobody", "order.created", "{}")).await, Code::NotFound, "tenant 'nobody' not found");
-    assert_status(p.publish(publish("", "order.created", "{}")).await, Code::InvalidArgument, "tenant_id: ");
-    assert_status(p.publish(publish("acme", "", "{}")).await, Code::InvalidArgument, "event_type: ");
-    assert_status(p.publish(publish("acme", "order.unknown", "{}")).await, Code::InvalidArgument, "event_type: unknown");
-    assert_status(p.publish(publish("acme", "order.legacy", "{}")).await, Code::InvalidArgument, "event_type: event type 'order.legacy' is archived");
-    assert_status(p.publish(publish("acme", "order.created", "")).await, Code::InvalidArgument, "payload_json: ");
-    assert_status(p.publish(publish("acme", "order.created", "{nope")).await, Code::InvalidArgument, "payload_json: is not valid JSON");
-    assert_status(p.publish(publish("acme", "order.created", "[1,2]")).await, Code::InvalidArgument, "payload_json: must be a JSON object");
-    assert_status(p.publish(publish("acme", "order.created", &big)).await, Code::InvalidArgument, "payload_json: is 307208 bytes, over the limit of 262144");
+    assert_status(
+        p.publish(publish("nobody", "order.created", "{}")).await,
+        Code::NotFound,
+        "tenant 'nobody' not found",
+    );
+    assert_status(
+        p.publish(publish("", "order.created", "{}")).await,
+        Code::InvalidArgument,
+        "tenant_id: ",
+    );
+    assert_status(
+        p.publish(publish("acme", "", "{}")).await,
+        Code::InvalidArgument,
+        "event_type: ",
+    );
+    assert_status(
+        p.publish(publish("acme", "order.unknown", "{}")).await,
+        Code::InvalidArgument,
+        "event_type: unknown",
+    );
+    assert_status(
+        p.publish(publish("acme", "order.legacy", "{}")).await,
+        Code::InvalidArgument,
+        "event_type: event type 'order.legacy' is archived",
+    );
+    assert_status(
+        p.publish(publish("acme", "order.created", "")).await,
+        Code::InvalidArgument,
+        "payload_json: ",
+    );
+    assert_status(
+        p.publish(publish("acme", "order.created", "{nope")).await,
+        Code::InvalidArgument,
+        "payload_json: is not valid JSON",
+    );
+    assert_status(
+        p.publish(publish("acme", "order.created", "[1,2]")).await,
+        Code::InvalidArgument,
+        "payload_json: must be a JSON object",
+    );
+    assert_status(
+        p.publish(publish("acme", "order.created", &big)).await,
+        Code::InvalidArgument,
+        "payload_json: is 307208 bytes, over the limit of 262144",
+    );
     let mut with_bad_resource = publish("acme", "order.created", "{}");
-    with_bad_resource.resource = Some(pb::Resource { r#type: "order".into(), id: String::new() });
-    assert_status(p.publish(with_bad_resource).await, Code::InvalidArgument, "resource.id: ");
+    with_bad_resource.resource = Some(pb::Resource {
+        r#type: "order".into(),
+        id: String::new(),
+    });
+    assert_status(
+        p.publish(with_bad_resource).await,
+        Code::InvalidArgument,
+        "resource.id: ",
+    );
     let mut long_key = publish("acme", "order.created", "{}");
     long_key.idempotency_key = "k".repeat(300);
-    assert_status(p.publish(long_key).await, Code::InvalidArgument, "idempotency_key: ");
+    assert_status(
+        p.publish(long_key).await,
+        Code::InvalidArgument,
+        "idempotency_key: ",
+    );
 
     // Still serving after all that.
-    assert_eq!(c.api.publish("acme", "order.created", json!({}), "ok").await?.endpoints_matched, 0);
+    assert_eq!(
+        c.api
+            .publish("acme", "order.created", json!({}), "ok")
+            .await?
+            .endpoints_matched,
+        0
+    );
     Ok(())
 }
 
@@ -64,7 +123,9 @@ async fn payload_limit_is_configurable() -> anyhow::Result<()> {
     api.tenant("acme").await?;
     let payload = format!(r#"{{"x":"{}"}}"#, "a".repeat(100));
     assert_status(
-        api.publish.publish(publish("acme", "order.created", &payload)).await,
+        api.publish
+            .publish(publish("acme", "order.created", &payload))
+            .await,
         Code::InvalidArgument,
         "payload_json: is 108 bytes, over the limit of 64",
     );
@@ -78,20 +139,47 @@ async fn config_rejects_bad_input_and_stale_revisions() -> anyhow::Result<()> {
     c.api.tenant("acme").await?;
 
     // Catalog and tenants.
-    assert_status(c.api.event_type("order.created").await.map_err(to_status), Code::AlreadyExists, "event type 'order.created' already exists");
     assert_status(
-        c.api.catalog.create_event_type(pb::CreateEventTypeRequest { name: "bad name".into(), ..Default::default() }).await,
+        c.api.event_type("order.created").await.map_err(to_status),
+        Code::AlreadyExists,
+        "event type 'order.created' already exists",
+    );
+    assert_status(
+        c.api
+            .catalog
+            .create_event_type(pb::CreateEventTypeRequest {
+                name: "bad name".into(),
+                ..Default::default()
+            })
+            .await,
         Code::InvalidArgument,
         "name: ",
     );
     assert_status(
-        c.api.catalog.create_event_type(pb::CreateEventTypeRequest { name: "x.y".into(), schema_json: "[]".into(), ..Default::default() }).await,
+        c.api
+            .catalog
+            .create_event_type(pb::CreateEventTypeRequest {
+                name: "x.y".into(),
+                schema_json: "[]".into(),
+                ..Default::default()
+            })
+            .await,
         Code::InvalidArgument,
         "schema_json: must be a JSON object",
     );
-    assert_status(c.api.tenant("acme").await.map_err(to_status), Code::AlreadyExists, "tenant 'acme' already exists");
     assert_status(
-        c.api.tenants.create_tenant(pb::CreateTenantRequest { id: "a/b".into(), name: String::new() }).await,
+        c.api.tenant("acme").await.map_err(to_status),
+        Code::AlreadyExists,
+        "tenant 'acme' already exists",
+    );
+    assert_status(
+        c.api
+            .tenants
+            .create_tenant(pb::CreateTenantRequest {
+                id: "a/b".into(),
+                name: String::new(),
+            })
+            .await,
         Code::InvalidArgument,
         "id: ",
     );
@@ -103,46 +191,151 @@ async fn config_rejects_bad_input_and_stale_revisions() -> anyhow::Result<()> {
         event_types: types.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    let create = |tenant: &str, spec: pb::EndpointSpec| pb::CreateEndpointRequest { tenant_id: tenant.into(), spec: Some(spec) };
+    let create = |tenant: &str, spec: pb::EndpointSpec| pb::CreateEndpointRequest {
+        tenant_id: tenant.into(),
+        spec: Some(spec),
+    };
     let e = &mut c.api.endpoints;
-    assert_status(e.create_endpoint(create("nobody", spec("https://x.test/", &["*"]))).await, Code::NotFound, "tenant 'nobody' not found");
-    assert_status(e.create_endpoint(create("acme", spec("not a url", &["*"]))).await, Code::InvalidArgument, "spec.url: is not a valid URL");
-    assert_status(e.create_endpoint(create("acme", spec("ftp://x.test/", &["*"]))).await, Code::InvalidArgument, "spec.url: scheme 'ftp'");
-    assert_status(e.create_endpoint(create("acme", spec("https://x.test/", &[]))).await, Code::InvalidArgument, "spec.event_types: ");
-    assert_status(e.create_endpoint(create("acme", spec("https://x.test/", &["order.nope"]))).await, Code::InvalidArgument, "spec.event_types[0]: unknown event type");
+    assert_status(
+        e.create_endpoint(create("nobody", spec("https://x.test/", &["*"])))
+            .await,
+        Code::NotFound,
+        "tenant 'nobody' not found",
+    );
+    assert_status(
+        e.create_endpoint(create("acme", spec("not a url", &["*"])))
+            .await,
+        Code::InvalidArgument,
+        "spec.url: is not a valid URL",
+    );
+    assert_status(
+        e.create_endpoint(create("acme", spec("ftp://x.test/", &["*"])))
+            .await,
+        Code::InvalidArgument,
+        "spec.url: scheme 'ftp'",
+    );
+    assert_status(
+        e.create_endpoint(create("acme", spec("https://x.test/", &[])))
+            .await,
+        Code::InvalidArgument,
+        "spec.event_types: ",
+    );
+    assert_status(
+        e.create_endpoint(create("acme", spec("https://x.test/", &["order.nope"])))
+            .await,
+        Code::InvalidArgument,
+        "spec.event_types[0]: unknown event type",
+    );
     let mut bad_header = spec("https://x.test/", &["*"]);
-    bad_header.headers.insert("webhook-signature".into(), "forged".into());
-    assert_status(e.create_endpoint(create("acme", bad_header)).await, Code::InvalidArgument, "spec.headers[webhook-signature]: ");
+    bad_header
+        .headers
+        .insert("webhook-signature".into(), "forged".into());
+    assert_status(
+        e.create_endpoint(create("acme", bad_header)).await,
+        Code::InvalidArgument,
+        "spec.headers[webhook-signature]: ",
+    );
     let mut bad_timeout = spec("https://x.test/", &["*"]);
     bad_timeout.timeout_ms = 1_000_000;
-    assert_status(e.create_endpoint(create("acme", bad_timeout)).await, Code::InvalidArgument, "spec.timeout_ms: ");
-    assert_status(e.create_endpoint(pb::CreateEndpointRequest { tenant_id: "acme".into(), spec: None }).await, Code::InvalidArgument, "spec: ");
+    assert_status(
+        e.create_endpoint(create("acme", bad_timeout)).await,
+        Code::InvalidArgument,
+        "spec.timeout_ms: ",
+    );
+    assert_status(
+        e.create_endpoint(pb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            spec: None,
+        })
+        .await,
+        Code::InvalidArgument,
+        "spec: ",
+    );
 
     // Optimistic concurrency: the second writer with the old revision loses.
-    let ep = e.create_endpoint(create("acme", spec("https://x.test/", &["*"]))).await?.into_inner().endpoint.expect("endpoint");
+    let ep = e
+        .create_endpoint(create("acme", spec("https://x.test/", &["*"])))
+        .await?
+        .into_inner()
+        .endpoint
+        .expect("endpoint");
     let update = |rev: i64, name: &str| pb::UpdateEndpointRequest {
         tenant_id: "acme".into(),
         id: ep.id.clone(),
-        spec: Some(pb::EndpointSpec { name: name.into(), ..spec("https://x.test/", &["*"]) }),
+        spec: Some(pb::EndpointSpec {
+            name: name.into(),
+            ..spec("https://x.test/", &["*"])
+        }),
         expected_revision: rev,
     };
-    let updated = e.update_endpoint(update(ep.revision, "first")).await?.into_inner();
+    let updated = e
+        .update_endpoint(update(ep.revision, "first"))
+        .await?
+        .into_inner();
     assert!(updated.revision > ep.revision);
-    assert_status(e.update_endpoint(update(ep.revision, "second")).await, Code::FailedPrecondition, &format!("endpoint '{}' changed since revision {}", ep.id, ep.revision));
-    assert_status(e.update_endpoint(update(0, "third")).await, Code::InvalidArgument, "expected_revision: ");
-    let now = e.get_endpoint(pb::GetEndpointRequest { tenant_id: "acme".into(), id: ep.id.clone() }).await?.into_inner();
-    assert_eq!(now.spec.map(|s| s.name).as_deref(), Some("first"), "the stale update changed nothing");
+    assert_status(
+        e.update_endpoint(update(ep.revision, "second")).await,
+        Code::FailedPrecondition,
+        &format!(
+            "endpoint '{}' changed since revision {}",
+            ep.id, ep.revision
+        ),
+    );
+    assert_status(
+        e.update_endpoint(update(0, "third")).await,
+        Code::InvalidArgument,
+        "expected_revision: ",
+    );
+    let now = e
+        .get_endpoint(pb::GetEndpointRequest {
+            tenant_id: "acme".into(),
+            id: ep.id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        now.spec.map(|s| s.name).as_deref(),
+        Some("first"),
+        "the stale update changed nothing"
+    );
 
-    let t = c.api.catalog.get_event_type(pb::GetEventTypeRequest { name: "order.created".into() }).await?.into_inner();
-    let upd = |rev: i64| pb::UpdateEventTypeRequest { name: "order.created".into(), description: "d".into(), expected_revision: rev, ..Default::default() };
+    let t = c
+        .api
+        .catalog
+        .get_event_type(pb::GetEventTypeRequest {
+            name: "order.created".into(),
+        })
+        .await?
+        .into_inner();
+    let upd = |rev: i64| pb::UpdateEventTypeRequest {
+        name: "order.created".into(),
+        description: "d".into(),
+        expected_revision: rev,
+        ..Default::default()
+    };
     c.api.catalog.update_event_type(upd(t.revision)).await?;
-    assert_status(c.api.catalog.update_event_type(upd(t.revision)).await, Code::FailedPrecondition, "event type 'order.created' changed");
+    assert_status(
+        c.api.catalog.update_event_type(upd(t.revision)).await,
+        Code::FailedPrecondition,
+        "event type 'order.created' changed",
+    );
 
     // Deleting a tenant removes its endpoints.
-    let gone = c.api.tenants.delete_tenant(pb::DeleteTenantRequest { id: "acme".into() }).await?.into_inner();
+    let gone = c
+        .api
+        .tenants
+        .delete_tenant(pb::DeleteTenantRequest { id: "acme".into() })
+        .await?
+        .into_inner();
     assert_eq!(gone.endpoints_deleted, 1);
     assert_status(
-        c.api.endpoints.get_endpoint(pb::GetEndpointRequest { tenant_id: "acme".into(), id: ep.id.clone() }).await,
+        c.api
+            .endpoints
+            .get_endpoint(pb::GetEndpointRequest {
+                tenant_id: "acme".into(),
+                id: ep.id.clone(),
+            })
+            .await,
         Code::NotFound,
         "endpoint",
     );
@@ -150,5 +343,6 @@ async fn config_rejects_bad_input_and_stale_revisions() -> anyhow::Result<()> {
 }
 
 fn to_status(e: anyhow::Error) -> tonic::Status {
-    e.downcast::<tonic::Status>().unwrap_or_else(|e| tonic::Status::unknown(e.to_string()))
+    e.downcast::<tonic::Status>()
+        .unwrap_or_else(|e| tonic::Status::unknown(e.to_string()))
 }

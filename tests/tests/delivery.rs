@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
 use herald_tests::cluster::{Cluster, ControlPlane};
 use herald_tests::process::free_port;
 use herald_tests::receiver::{Received, Receiver};
+use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
@@ -21,12 +21,18 @@ fn verify_standard_webhooks(secret: &str, r: &Received) -> bool {
     let key = B64
         .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
         .expect("secret is base64");
-    let signed = format!("{}.{}.", r.header("webhook-id"), r.header("webhook-timestamp"));
+    let signed = format!(
+        "{}.{}.",
+        r.header("webhook-id"),
+        r.header("webhook-timestamp")
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("hmac key");
     mac.update(signed.as_bytes());
     mac.update(&r.body);
     let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
-    r.header("webhook-signature").split(' ').any(|s| s == expected)
+    r.header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
 }
 
 /// The `seq` field of each delivery's data, in arrival order.
@@ -43,7 +49,10 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
     let receiver = Receiver::start().await;
     c.api.event_type("invoice.activated").await?;
     c.api.tenant("acme").await?;
-    let created = c.api.endpoint("acme", &receiver.url("/hooks"), &["invoice.*"]).await?;
+    let created = c
+        .api
+        .endpoint("acme", &receiver.url("/hooks"), &["invoice.*"])
+        .await?;
     let secret = created.signing_secret.clone();
     assert!(secret.starts_with("whsec_"));
 
@@ -55,8 +64,15 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
             event_type: "invoice.activated".into(),
             payload_json: r#"{"invoice":"in_1","amount":4200}"#.into(),
             idempotency_key: "k-1".into(),
-            resource: Some(herald_proto::v1::Resource { r#type: "invoice".into(), id: "in_1".into() }),
-            actor: Some(herald_proto::v1::Actor { r#type: "user".into(), id: "u_7".into(), name: "Ada".into() }),
+            resource: Some(herald_proto::v1::Resource {
+                r#type: "invoice".into(),
+                id: "in_1".into(),
+            }),
+            actor: Some(herald_proto::v1::Actor {
+                r#type: "user".into(),
+                id: "u_7".into(),
+                name: "Ada".into(),
+            }),
             occurred_at_ms: 1_795_444_200_000,
         })
         .await?
@@ -71,11 +87,19 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
     assert_eq!(r.header("content-type"), "application/json");
     assert_eq!(r.header("webhook-id"), reply.event_id);
     let ts: i64 = r.header("webhook-timestamp").parse()?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     assert!((now - ts).abs() < 60, "timestamp is current");
-    assert!(verify_standard_webhooks(&secret, r), "signature verifies per the spec");
+    assert!(
+        verify_standard_webhooks(&secret, r),
+        "signature verifies per the spec"
+    );
     // A different secret must not verify: the check above is not vacuous.
-    assert!(!verify_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", r));
+    assert!(!verify_standard_webhooks(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        r
+    ));
 
     let body = r.json();
     assert_eq!(body["id"], reply.event_id.as_str());
@@ -83,12 +107,27 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
     assert_eq!(body["tenant_id"], "acme");
     assert_eq!(body["timestamp"], "2026-11-23T14:30:00.000Z");
     assert_eq!(body["resource"], json!({"type": "invoice", "id": "in_1"}));
-    assert_eq!(body["actor"], json!({"type": "user", "id": "u_7", "name": "Ada"}));
+    assert_eq!(
+        body["actor"],
+        json!({"type": "user", "id": "u_7", "name": "Ada"})
+    );
     assert_eq!(body["data"], json!({"invoice": "in_1", "amount": 4200}));
 
     // The secret is shown once: reads never return it.
-    let listed = format!("{:?}", c.api.endpoints.list_endpoints(herald_proto::v1::ListEndpointsRequest { tenant_id: "acme".into() }).await?.into_inner());
-    assert!(!listed.contains(&secret[6..]), "list response leaks the secret");
+    let listed = format!(
+        "{:?}",
+        c.api
+            .endpoints
+            .list_endpoints(herald_proto::v1::ListEndpointsRequest {
+                tenant_id: "acme".into()
+            })
+            .await?
+            .into_inner()
+    );
+    assert!(
+        !listed.contains(&secret[6..]),
+        "list response leaks the secret"
+    );
     Ok(())
 }
 
@@ -100,14 +139,30 @@ async fn a_thousand_events_arrive_once_each_in_order() -> anyhow::Result<()> {
     c.api.tenant("acme").await?;
     c.api.endpoint("acme", &receiver.url("/"), &["*"]).await?;
     for seq in 0..1000u64 {
-        let r = c.api.publish("acme", "order.created", json!({ "seq": seq }), &format!("k{seq}")).await?;
+        let r = c
+            .api
+            .publish(
+                "acme",
+                "order.created",
+                json!({ "seq": seq }),
+                &format!("k{seq}"),
+            )
+            .await?;
         assert_eq!(r.endpoints_matched, 1);
     }
     let got = receiver.wait_for(1000, Duration::from_secs(60)).await;
     // Give a duplicate the chance to show up before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = if receiver.received().len() > got.len() { receiver.received() } else { got };
-    assert_eq!(seqs(&got), (0..1000).collect::<Vec<_>>(), "each event once, in publish order");
+    let got = if receiver.received().len() > got.len() {
+        receiver.received()
+    } else {
+        got
+    };
+    assert_eq!(
+        seqs(&got),
+        (0..1000).collect::<Vec<_>>(),
+        "each event once, in publish order"
+    );
     Ok(())
 }
 
@@ -118,9 +173,23 @@ async fn queued_events_survive_kill_9_of_the_agent() -> anyhow::Result<()> {
     let port = free_port();
     c.api.event_type("order.created").await?;
     c.api.tenant("acme").await?;
-    c.api.endpoint("acme", &format!("http://127.0.0.1:{port}/"), &["order.created"]).await?;
+    c.api
+        .endpoint(
+            "acme",
+            &format!("http://127.0.0.1:{port}/"),
+            &["order.created"],
+        )
+        .await?;
     for seq in 0..500u64 {
-        let r = c.api.publish("acme", "order.created", json!({ "seq": seq }), &format!("k{seq}")).await?;
+        let r = c
+            .api
+            .publish(
+                "acme",
+                "order.created",
+                json!({ "seq": seq }),
+                &format!("k{seq}"),
+            )
+            .await?;
         assert_eq!(r.endpoints_matched, 1, "publish {seq} answered OK");
     }
     c.agent.kill9();
@@ -130,7 +199,12 @@ async fn queued_events_survive_kill_9_of_the_agent() -> anyhow::Result<()> {
     let got = receiver.wait_for(500, Duration::from_secs(60)).await;
     let seqs = seqs(&got);
     let distinct: HashSet<_> = seqs.iter().collect();
-    eprintln!("received {} requests, {} distinct events, {} duplicates", seqs.len(), distinct.len(), seqs.len() - distinct.len());
+    eprintln!(
+        "received {} requests, {} distinct events, {} duplicates",
+        seqs.len(),
+        distinct.len(),
+        seqs.len() - distinct.len()
+    );
     assert_eq!(distinct.len(), 500, "every event delivered");
     // First arrivals are in publish order.
     let mut seen = HashSet::new();
@@ -148,17 +222,36 @@ async fn same_idempotency_key_is_one_event() -> anyhow::Result<()> {
     c.api.tenant("globex").await?;
     c.api.endpoint("acme", &receiver.url("/"), &["*"]).await?;
 
-    let first = c.api.publish("acme", "order.created", json!({"seq": 0}), "same-key").await?;
-    let again = c.api.publish("acme", "order.created", json!({"seq": 0}), "same-key").await?;
-    assert_eq!(first.event_id, again.event_id, "a retry returns the first event's id");
-    let other_tenant = c.api.publish("globex", "order.created", json!({"seq": 9}), "same-key").await?;
+    let first = c
+        .api
+        .publish("acme", "order.created", json!({"seq": 0}), "same-key")
+        .await?;
+    let again = c
+        .api
+        .publish("acme", "order.created", json!({"seq": 0}), "same-key")
+        .await?;
+    assert_eq!(
+        first.event_id, again.event_id,
+        "a retry returns the first event's id"
+    );
+    let other_tenant = c
+        .api
+        .publish("globex", "order.created", json!({"seq": 9}), "same-key")
+        .await?;
     assert_ne!(other_tenant.event_id, first.event_id, "keys are per tenant");
     // An ordered endpoint delivers in publish order, so once this sentinel
     // arrived a duplicate of the first would have arrived before it.
-    c.api.publish("acme", "order.created", json!({"seq": 1}), "sentinel").await?;
+    c.api
+        .publish("acme", "order.created", json!({"seq": 1}), "sentinel")
+        .await?;
     let got = receiver.wait_for(2, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(seqs(&receiver.received()), [0, 1], "the repeated publish enqueued nothing ({} received)", got.len());
+    assert_eq!(
+        seqs(&receiver.received()),
+        [0, 1],
+        "the repeated publish enqueued nothing ({} received)",
+        got.len()
+    );
     Ok(())
 }
 
@@ -170,18 +263,25 @@ async fn a_second_replica_routes_to_an_endpoint_created_through_the_first() -> a
     let receiver = Receiver::start().await;
     c.api.event_type("order.created").await?;
     c.api.tenant("acme").await?;
-    c.api.endpoint("acme", &receiver.url("/"), &["order.*"]).await?;
+    c.api
+        .endpoint("acme", &receiver.url("/"), &["order.*"])
+        .await?;
     let created = std::time::Instant::now();
 
     // The second replica learns of the endpoint through its etcd watch.
     let reply = loop {
-        let r = api2.publish("acme", "order.created", json!({"seq": 0}), "via-2").await?;
+        let r = api2
+            .publish("acme", "order.created", json!({"seq": 0}), "via-2")
+            .await?;
         if r.endpoints_matched == 1 || created.elapsed() > Duration::from_secs(1) {
             break r;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert_eq!(reply.endpoints_matched, 1, "replica 2 saw the endpoint within a second");
+    assert_eq!(
+        reply.endpoints_matched, 1,
+        "replica 2 saw the endpoint within a second"
+    );
     let got = receiver.wait_for(1, Duration::from_secs(15)).await;
     assert_eq!(seqs(&got), [0]);
     Ok(())
@@ -206,8 +306,16 @@ async fn new_endpoints_start_disabled_and_match_nothing() -> anyhow::Result<()> 
         })
         .await?
         .into_inner();
-    assert!(!created.endpoint.and_then(|e| e.spec).is_some_and(|s| s.enabled));
-    let r = c.api.publish("acme", "order.created", json!({}), "k").await?;
+    assert!(
+        !created
+            .endpoint
+            .and_then(|e| e.spec)
+            .is_some_and(|s| s.enabled)
+    );
+    let r = c
+        .api
+        .publish("acme", "order.created", json!({}), "k")
+        .await?;
     assert_eq!(r.endpoints_matched, 0);
     Ok(())
 }

@@ -23,14 +23,21 @@ type Outbound = mpsc::Sender<Result<pb::ControlMessage, Status>>;
 impl AgentControl for Api {
     type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
 
-    async fn session(&self, req: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
         let mut inbound = req.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(pb::AgentMessage {
                 kind: Some(pb::agent_message::Kind::Hello(h)),
             })) => h,
             Some(Err(s)) => return Err(s),
-            _ => return Err(Status::invalid_argument("kind: the first message must be hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "kind: the first message must be hello",
+                ));
+            }
         };
         if herald_shared::ids::validate_name(&hello.agent_id).is_err() {
             return Err(Status::invalid_argument("hello.agent_id: not a valid id"));
@@ -47,7 +54,12 @@ impl AgentControl for Api {
 }
 
 impl Api {
-    async fn run_session(&self, agent_id: &str, mut inbound: Streaming<pb::AgentMessage>, tx: Outbound) {
+    async fn run_session(
+        &self,
+        agent_id: &str,
+        mut inbound: Streaming<pb::AgentMessage>,
+        tx: Outbound,
+    ) {
         let mut changes = self.view().subscribe();
         let mut owned = HashSet::new();
         if self.sync_agent(agent_id, &mut owned, &tx).await.is_err() {
@@ -81,7 +93,12 @@ impl Api {
     }
 
     /// Sends the agent's assignment and every endpoint in its slots.
-    async fn sync_agent(&self, agent_id: &str, owned: &mut HashSet<u32>, tx: &Outbound) -> Result<(), ()> {
+    async fn sync_agent(
+        &self,
+        agent_id: &str,
+        owned: &mut HashSet<u32>,
+        tx: &Outbound,
+    ) -> Result<(), ()> {
         let (assignment, endpoints) = self.view().read(|v| {
             let (epoch, slot_count, slots) = match &v.slot_map {
                 Some((m, _)) => (m.epoch, m.slot_count, m.slots_of(agent_id)),
@@ -89,17 +106,32 @@ impl Api {
             };
             let set: HashSet<u32> = slots.iter().copied().collect();
             let eps = v.endpoints_in_slots(&set);
-            (pb::SlotAssignment { epoch, slot_count, slots }, eps)
+            (
+                pb::SlotAssignment {
+                    epoch,
+                    slot_count,
+                    slots,
+                },
+                eps,
+            )
         });
         *owned = assignment.slots.iter().copied().collect();
         send(tx, Kind::Assignment(assignment)).await?;
         for e in endpoints {
-            send(tx, Kind::EndpointUpsert(pb::EndpointUpsert { endpoint: Some(convert::delivery_endpoint(&e)) })).await?;
+            send(
+                tx,
+                Kind::EndpointUpsert(pb::EndpointUpsert {
+                    endpoint: Some(convert::delivery_endpoint(&e)),
+                }),
+            )
+            .await?;
         }
         Ok(())
     }
 }
 
 async fn send(tx: &Outbound, kind: Kind) -> Result<(), ()> {
-    tx.send(Ok(pb::ControlMessage { kind: Some(kind) })).await.map_err(|_| ())
+    tx.send(Ok(pb::ControlMessage { kind: Some(kind) }))
+        .await
+        .map_err(|_| ())
 }

@@ -39,9 +39,19 @@ impl Api {
 
 #[tonic::async_trait]
 impl CatalogService for Api {
-    async fn create_event_type(&self, req: Request<pb::CreateEventTypeRequest>) -> Result<Response<pb::EventType>, Status> {
+    async fn create_event_type(
+        &self,
+        req: Request<pb::CreateEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
         let r = req.into_inner();
-        validate::event_type("name", &r.name, &r.group, &r.description, &r.schema_json, &r.example_json)?;
+        validate::event_type(
+            "name",
+            &r.name,
+            &r.group,
+            &r.description,
+            &r.schema_json,
+            &r.example_json,
+        )?;
         let rec = EventTypeRecord {
             name: r.name,
             group: r.group,
@@ -55,21 +65,34 @@ impl CatalogService for Api {
             Ok(rev) => rev,
             Err(CreateConflict::Store(e)) => return Err(e.into()),
             Err(_) => {
-                return Err(Error::AlreadyExists(format!("event type '{}' already exists", rec.name)).into());
+                return Err(Error::AlreadyExists(format!(
+                    "event type '{}' already exists",
+                    rec.name
+                ))
+                .into());
             }
         };
         self.settle(rev).await?;
         Ok(Response::new(convert::event_type(&rec, rev)))
     }
 
-    async fn get_event_type(&self, req: Request<pb::GetEventTypeRequest>) -> Result<Response<pb::EventType>, Status> {
+    async fn get_event_type(
+        &self,
+        req: Request<pb::GetEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
         let v = self.load_event_type(&req.into_inner().name).await?;
         Ok(Response::new(convert::event_type(&v.value, v.revision)))
     }
 
-    async fn list_event_types(&self, req: Request<pb::ListEventTypesRequest>) -> Result<Response<pb::ListEventTypesResponse>, Status> {
+    async fn list_event_types(
+        &self,
+        req: Request<pb::ListEventTypesRequest>,
+    ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
         let r = req.into_inner();
-        let all = self.store().list::<EventTypeRecord>(keys::EVENT_TYPES).await?;
+        let all = self
+            .store()
+            .list::<EventTypeRecord>(keys::EVENT_TYPES)
+            .await?;
         let event_types = all
             .iter()
             .filter(|v| r.include_archived || !v.value.archived)
@@ -79,9 +102,19 @@ impl CatalogService for Api {
         Ok(Response::new(pb::ListEventTypesResponse { event_types }))
     }
 
-    async fn update_event_type(&self, req: Request<pb::UpdateEventTypeRequest>) -> Result<Response<pb::EventType>, Status> {
+    async fn update_event_type(
+        &self,
+        req: Request<pb::UpdateEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
         let r = req.into_inner();
-        validate::event_type("name", &r.name, &r.group, &r.description, &r.schema_json, &r.example_json)?;
+        validate::event_type(
+            "name",
+            &r.name,
+            &r.group,
+            &r.description,
+            &r.schema_json,
+            &r.example_json,
+        )?;
         let expected = expected_revision(r.expected_revision)?;
         let current = self.load_event_type(&r.name).await?;
         let rec = EventTypeRecord {
@@ -94,15 +127,23 @@ impl CatalogService for Api {
         Ok(Response::new(self.save_event_type(&rec, expected).await?))
     }
 
-    async fn archive_event_type(&self, req: Request<pb::ArchiveEventTypeRequest>) -> Result<Response<pb::EventType>, Status> {
+    async fn archive_event_type(
+        &self,
+        req: Request<pb::ArchiveEventTypeRequest>,
+    ) -> Result<Response<pb::EventType>, Status> {
         let current = self.load_event_type(&req.into_inner().name).await?;
         if current.value.archived {
-            return Ok(Response::new(convert::event_type(&current.value, current.revision)));
+            return Ok(Response::new(convert::event_type(
+                &current.value,
+                current.revision,
+            )));
         }
         let rec = EventTypeRecord {
             archived: true,
             ..current.value
         };
-        Ok(Response::new(self.save_event_type(&rec, current.revision).await?))
+        Ok(Response::new(
+            self.save_event_type(&rec, current.revision).await?,
+        ))
     }
 }

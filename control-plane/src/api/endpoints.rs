@@ -19,60 +19,62 @@ fn key(tenant: &str, id: &str) -> String {
 }
 
 impl Api {
-    fn checked_spec(&self, spec: Option<pb::EndpointSpec>) -> Result<validate::EndpointSpec> {
+    fn checked_spec(&self, spec: Option<pb::EndpointSpec>) -> Result<EndpointRecord> {
         self.view()
             .read(|v| validate::endpoint_spec(spec, self.config().allow_http, &v.event_types))
     }
 
-    async fn load_endpoint(&self, tenant: &str, id: &str) -> Result<crate::store::Versioned<EndpointRecord>> {
+    async fn load_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<crate::store::Versioned<EndpointRecord>> {
         validate::name("tenant_id", tenant)?;
         validate::name("id", id)?;
-        self.store()
-            .get(&key(tenant, id))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("endpoint '{id}' of tenant '{tenant}' not found")))
+        self.store().get(&key(tenant, id)).await?.ok_or_else(|| {
+            Error::NotFound(format!("endpoint '{id}' of tenant '{tenant}' not found"))
+        })
     }
-}
-
-fn apply_spec(rec: &mut EndpointRecord, s: validate::EndpointSpec) {
-    rec.name = s.name;
-    rec.description = s.description;
-    rec.url = s.url;
-    rec.method = s.method;
-    rec.enabled = s.enabled;
-    rec.event_types = s.event_types;
-    rec.headers = s.headers;
-    rec.custom_data_json = s.custom_data_json;
-    rec.timeout_ms = s.timeout_ms;
-    rec.labels = s.labels;
 }
 
 #[tonic::async_trait]
 impl EndpointService for Api {
-    async fn create_endpoint(&self, req: Request<pb::CreateEndpointRequest>) -> Result<Response<pb::CreateEndpointResponse>, Status> {
+    async fn create_endpoint(
+        &self,
+        req: Request<pb::CreateEndpointRequest>,
+    ) -> Result<Response<pb::CreateEndpointResponse>, Status> {
         let r = req.into_inner();
         validate::name("tenant_id", &r.tenant_id)?;
         let spec = self.checked_spec(r.spec)?;
         let secret = generate_secret();
         let now = now_ms();
-        let mut rec = EndpointRecord {
+        let rec = EndpointRecord {
             id: new_endpoint_id(),
             tenant_id: r.tenant_id,
             signing_secrets: vec![secret.clone()],
             created_at_ms: now,
             updated_at_ms: now,
-            ..Default::default()
+            ..spec
         };
-        apply_spec(&mut rec, spec);
         let tenant_key = super::tenants::key(&rec.tenant_id);
-        let rev = match self.store().create(&key(&rec.tenant_id, &rec.id), &rec, Some(&tenant_key)).await {
+        let rev = match self
+            .store()
+            .create(&key(&rec.tenant_id, &rec.id), &rec, Some(&tenant_key))
+            .await
+        {
             Ok(rev) => rev,
             Err(CreateConflict::Store(e)) => return Err(e.into()),
             Err(CreateConflict::MissingRequired) => {
-                return Err(Error::NotFound(format!("tenant '{}' not found", rec.tenant_id)).into());
+                return Err(
+                    Error::NotFound(format!("tenant '{}' not found", rec.tenant_id)).into(),
+                );
             }
             Err(CreateConflict::Exists) => {
-                return Err(Error::AlreadyExists(format!("endpoint id '{}' collided; retry", rec.id)).into());
+                return Err(Error::AlreadyExists(format!(
+                    "endpoint id '{}' collided; retry",
+                    rec.id
+                ))
+                .into());
             }
         };
         self.settle(rev).await?;
@@ -83,31 +85,53 @@ impl EndpointService for Api {
         }))
     }
 
-    async fn get_endpoint(&self, req: Request<pb::GetEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+    async fn get_endpoint(
+        &self,
+        req: Request<pb::GetEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let v = self.load_endpoint(&r.tenant_id, &r.id).await?;
         Ok(Response::new(convert::endpoint(&v.value, v.revision)))
     }
 
-    async fn list_endpoints(&self, req: Request<pb::ListEndpointsRequest>) -> Result<Response<pb::ListEndpointsResponse>, Status> {
+    async fn list_endpoints(
+        &self,
+        req: Request<pb::ListEndpointsRequest>,
+    ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
         let tenant = req.into_inner().tenant_id;
         validate::name("tenant_id", &tenant)?;
         let all = self
             .store()
             .list::<EndpointRecord>(&format!("{}{tenant}/", keys::ENDPOINTS))
             .await?;
-        let endpoints = all.iter().map(|v| convert::endpoint(&v.value, v.revision)).collect();
+        let endpoints = all
+            .iter()
+            .map(|v| convert::endpoint(&v.value, v.revision))
+            .collect();
         Ok(Response::new(pb::ListEndpointsResponse { endpoints }))
     }
 
-    async fn update_endpoint(&self, req: Request<pb::UpdateEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+    async fn update_endpoint(
+        &self,
+        req: Request<pb::UpdateEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let expected = expected_revision(r.expected_revision)?;
         let spec = self.checked_spec(r.spec)?;
-        let mut rec = self.load_endpoint(&r.tenant_id, &r.id).await?.value;
-        apply_spec(&mut rec, spec);
-        rec.updated_at_ms = now_ms();
-        let Some(rev) = self.store().update(&key(&rec.tenant_id, &rec.id), &rec, expected).await? else {
+        let old = self.load_endpoint(&r.tenant_id, &r.id).await?.value;
+        let rec = EndpointRecord {
+            id: old.id,
+            tenant_id: old.tenant_id,
+            signing_secrets: old.signing_secrets,
+            created_at_ms: old.created_at_ms,
+            updated_at_ms: now_ms(),
+            ..spec
+        };
+        let Some(rev) = self
+            .store()
+            .update(&key(&rec.tenant_id, &rec.id), &rec, expected)
+            .await?
+        else {
             // Gone, or changed since the caller read it.
             self.load_endpoint(&r.tenant_id, &r.id).await?;
             return Err(Error::FailedPrecondition(format!(
@@ -120,12 +144,23 @@ impl EndpointService for Api {
         Ok(Response::new(convert::endpoint(&rec, rev)))
     }
 
-    async fn delete_endpoint(&self, req: Request<pb::DeleteEndpointRequest>) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
+    async fn delete_endpoint(
+        &self,
+        req: Request<pb::DeleteEndpointRequest>,
+    ) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
         let r = req.into_inner();
         validate::name("tenant_id", &r.tenant_id)?;
         validate::name("id", &r.id)?;
-        let Some((rev, _)) = self.store().delete_with(&key(&r.tenant_id, &r.id), &[]).await? else {
-            return Err(Error::NotFound(format!("endpoint '{}' of tenant '{}' not found", r.id, r.tenant_id)).into());
+        let Some((rev, _)) = self
+            .store()
+            .delete_with(&key(&r.tenant_id, &r.id), &[])
+            .await?
+        else {
+            return Err(Error::NotFound(format!(
+                "endpoint '{}' of tenant '{}' not found",
+                r.id, r.tenant_id
+            ))
+            .into());
         };
         self.settle(rev).await?;
         Ok(Response::new(pb::DeleteEndpointResponse {}))

@@ -30,17 +30,26 @@ impl Api {
         }
         if let Some(res) = &r.resource {
             if res.r#type.is_empty() {
-                return Err(Error::invalid("resource.type", "must not be empty when resource is set"));
+                return Err(Error::invalid(
+                    "resource.type",
+                    "must not be empty when resource is set",
+                ));
             }
             if res.id.is_empty() {
-                return Err(Error::invalid("resource.id", "must not be empty when resource is set"));
+                return Err(Error::invalid(
+                    "resource.id",
+                    "must not be empty when resource is set",
+                ));
             }
             validate::text("resource.id", &res.id)?;
         }
         if let Some(a) = &r.actor
             && a.id.is_empty()
         {
-            return Err(Error::invalid("actor.id", "must not be empty when actor is set"));
+            return Err(Error::invalid(
+                "actor.id",
+                "must not be empty when actor is set",
+            ));
         }
         if r.occurred_at_ms < 0 {
             return Err(Error::invalid("occurred_at_ms", "must not be negative"));
@@ -54,7 +63,10 @@ impl Api {
         let published_at_ms = now_ms();
         let targets = self.view().read(|v| -> Result<_> {
             if !v.tenants.contains_key(&r.tenant_id) {
-                return Err(Error::NotFound(format!("tenant '{}' not found", r.tenant_id)));
+                return Err(Error::NotFound(format!(
+                    "tenant '{}' not found",
+                    r.tenant_id
+                )));
             }
             match v.event_types.get(&r.event_type) {
                 None => {
@@ -92,7 +104,11 @@ impl Api {
                 payload_json: r.payload_json.clone(),
                 resource: r.resource.clone(),
                 actor: r.actor.clone(),
-                occurred_at_ms: if r.occurred_at_ms == 0 { published_at_ms } else { r.occurred_at_ms },
+                occurred_at_ms: if r.occurred_at_ms == 0 {
+                    published_at_ms
+                } else {
+                    r.occurred_at_ms
+                },
                 published_at_ms,
             })
             .collect();
@@ -103,7 +119,10 @@ impl Api {
 /// The payload must be a JSON object no larger than `limit` bytes.
 fn check_payload(payload: &str, limit: usize) -> Result<()> {
     if payload.is_empty() {
-        return Err(Error::invalid("payload_json", "must not be empty (send {} for no data)"));
+        return Err(Error::invalid(
+            "payload_json",
+            "must not be empty (send {} for no data)",
+        ));
     }
     if payload.len() > limit {
         return Err(Error::invalid(
@@ -121,7 +140,10 @@ fn check_payload(payload: &str, limit: usize) -> Result<()> {
 
 #[tonic::async_trait]
 impl PublishService for Api {
-    async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+    async fn publish(
+        &self,
+        req: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         let (event_id, deliveries) = self.plan_publish(req.into_inner())?;
         let matched = deliveries.len() as u32;
         if !deliveries.is_empty() {

@@ -19,25 +19,39 @@ pub fn key(id: &str) -> String {
 
 #[tonic::async_trait]
 impl TenantService for Api {
-    async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+    async fn create_tenant(
+        &self,
+        req: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
         let r = req.into_inner();
         validate::name("id", &r.id)?;
         validate::text("name", &r.name)?;
         let rec = TenantRecord {
-            name: if r.name.is_empty() { r.id.clone() } else { r.name },
+            name: if r.name.is_empty() {
+                r.id.clone()
+            } else {
+                r.name
+            },
             id: r.id,
             created_at_ms: now_ms(),
         };
         let rev = match self.store().create(&key(&rec.id), &rec, None).await {
             Ok(rev) => rev,
             Err(CreateConflict::Store(e)) => return Err(e.into()),
-            Err(_) => return Err(Error::AlreadyExists(format!("tenant '{}' already exists", rec.id)).into()),
+            Err(_) => {
+                return Err(
+                    Error::AlreadyExists(format!("tenant '{}' already exists", rec.id)).into(),
+                );
+            }
         };
         self.settle(rev).await?;
         Ok(Response::new(convert::tenant(&rec, rev)))
     }
 
-    async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+    async fn get_tenant(
+        &self,
+        req: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
         let id = req.into_inner().id;
         validate::name("id", &id)?;
         let v = self
@@ -48,13 +62,22 @@ impl TenantService for Api {
         Ok(Response::new(convert::tenant(&v.value, v.revision)))
     }
 
-    async fn list_tenants(&self, _req: Request<pb::ListTenantsRequest>) -> Result<Response<pb::ListTenantsResponse>, Status> {
+    async fn list_tenants(
+        &self,
+        _req: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         let all = self.store().list::<TenantRecord>(keys::TENANTS).await?;
-        let tenants = all.iter().map(|v| convert::tenant(&v.value, v.revision)).collect();
+        let tenants = all
+            .iter()
+            .map(|v| convert::tenant(&v.value, v.revision))
+            .collect();
         Ok(Response::new(pb::ListTenantsResponse { tenants }))
     }
 
-    async fn delete_tenant(&self, req: Request<pb::DeleteTenantRequest>) -> Result<Response<pb::DeleteTenantResponse>, Status> {
+    async fn delete_tenant(
+        &self,
+        req: Request<pb::DeleteTenantRequest>,
+    ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
         let id = req.into_inner().id;
         validate::name("id", &id)?;
         let endpoints = format!("{}{id}/", keys::ENDPOINTS);
