@@ -49,8 +49,8 @@ pub enum Cmd {
         #[arg(long = "header", value_parser = parse_header)]
         headers: Vec<(String, String)>,
         /// JSON object added to every delivery as custom_data.
-        #[arg(long, default_value = "")]
-        custom_data_json: String,
+        #[arg(long)]
+        custom_data_json: Option<String>,
         /// Per-attempt timeout in ms (0 = server default).
         #[arg(long, default_value_t = 0)]
         timeout_ms: u32,
@@ -190,7 +190,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
                 enabled,
                 event_types,
                 headers: headers.into_iter().collect(),
-                custom_data_json,
+                custom_data_json: custom_data_json.unwrap_or_default(),
                 timeout_ms,
                 ..Default::default()
             };

@@ -20,20 +20,20 @@ pub enum Cmd {
         #[arg(long)]
         name: String,
         /// Group the type is listed under, e.g. "invoice".
-        #[arg(long, default_value = "")]
-        group: String,
+        #[arg(long)]
+        group: Option<String>,
         /// Human description.
-        #[arg(long, default_value = "")]
-        description: String,
+        #[arg(long)]
+        description: Option<String>,
         /// Example payload as JSON text.
-        #[arg(long, default_value = "")]
-        example_json: String,
+        #[arg(long)]
+        example_json: Option<String>,
     },
     /// Lists event types.
     List {
         /// Only this group.
-        #[arg(long, default_value = "")]
-        group: String,
+        #[arg(long)]
+        group: Option<String>,
         /// Include archived types.
         #[arg(long)]
         include_archived: bool,
@@ -85,10 +85,10 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
         } => {
             let req = CreateEventTypeRequest {
                 name,
-                group,
-                description,
+                group: group.unwrap_or_default(),
+                description: description.unwrap_or_default(),
                 schema_json: String::new(),
-                example_json,
+                example_json: example_json.unwrap_or_default(),
             };
             emit_one(out, &client.create_event_type(req).await?.into_inner());
         }
@@ -97,7 +97,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             include_archived,
         } => {
             let req = ListEventTypesRequest {
-                group,
+                group: group.unwrap_or_default(),
                 include_archived,
             };
             let types = client.list_event_types(req).await?.into_inner().event_types;

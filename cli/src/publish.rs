@@ -23,8 +23,8 @@ pub struct PublishArgs {
     #[arg(long)]
     data: String,
     /// Idempotency key: the same (tenant, key) within 24 h is the same event.
-    #[arg(long, default_value = "")]
-    idempotency_key: String,
+    #[arg(long)]
+    idempotency_key: Option<String>,
     /// Type of the resource the event is about.
     #[arg(long, requires = "resource_id")]
     resource_type: Option<String>,
@@ -35,8 +35,8 @@ pub struct PublishArgs {
     #[arg(long)]
     actor_id: Option<String>,
     /// Type of the actor, e.g. "user" or "system".
-    #[arg(long, requires = "actor_id", default_value = "")]
-    actor_type: String,
+    #[arg(long, requires = "actor_id")]
+    actor_type: Option<String>,
 }
 
 /// Publishes the event and prints its id and the number of endpoints matched.
@@ -47,7 +47,7 @@ pub async fn run(channel: Channel, out: Format, a: PublishArgs) -> Result<()> {
         _ => None,
     };
     let actor = a.actor_id.map(|id| Actor {
-        r#type: a.actor_type,
+        r#type: a.actor_type.unwrap_or_default(),
         id,
         name: String::new(),
     });
@@ -55,7 +55,7 @@ pub async fn run(channel: Channel, out: Format, a: PublishArgs) -> Result<()> {
         tenant_id: a.tenant,
         event_type: a.event_type,
         payload_json: a.data,
-        idempotency_key: a.idempotency_key,
+        idempotency_key: a.idempotency_key.unwrap_or_default(),
         resource,
         actor,
         occurred_at_ms: 0,

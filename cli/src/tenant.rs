@@ -20,8 +20,8 @@ pub enum Cmd {
         #[arg(long)]
         id: String,
         /// Display name.
-        #[arg(long, default_value = "")]
-        name: String,
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Lists tenants.
     List,
@@ -54,7 +54,10 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Create { id, name } => {
             let t = client
-                .create_tenant(CreateTenantRequest { id, name })
+                .create_tenant(CreateTenantRequest {
+                    id,
+                    name: name.unwrap_or_default(),
+                })
                 .await?
                 .into_inner();
             out.emit(&to_json(&t), &HEADERS, &[row(&t)]);
