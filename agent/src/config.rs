@@ -40,9 +40,6 @@ pub struct Config {
     /// TTL of the membership lease, in seconds.
     #[arg(long, env = "HERALD_LEASE_TTL_SECS", default_value_t = 10)]
     pub lease_ttl_secs: i64,
-    /// Delay before retrying a failed attempt, in ms.
-    #[arg(long, env = "HERALD_RETRY_DELAY_MS", default_value_t = 1000)]
-    pub retry_delay_ms: u64,
     /// Most HTTP requests in flight over all endpoints.
     #[arg(long, env = "HERALD_MAX_CONCURRENCY", default_value_t = 512)]
     pub max_concurrency: usize,

@@ -1,7 +1,8 @@
 //! Delivery workers: one task per endpoint with queued work, so each
 //! endpoint's queue is delivered strictly in order (head of line: item n+1
-//! is not attempted before item n succeeded), while endpoints proceed
-//! independently. A global semaphore bounds concurrent requests.
+//! is not attempted before item n succeeded or finally failed), while
+//! endpoints proceed independently. A global semaphore bounds concurrent
+//! requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,9 @@ use std::time::Duration;
 use herald_proto::v1 as pb;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use herald_shared::retry;
+use herald_shared::time::now_ms;
 
 use crate::http::{self, Outcome};
 use crate::state::AgentState;
@@ -21,8 +25,6 @@ const BATCH: usize = 64;
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
-    /// Delay before retrying a failed attempt.
-    pub retry_delay: Duration,
     /// Most requests in flight over all endpoints.
     pub max_concurrency: usize,
 }
@@ -38,7 +40,6 @@ struct Inner {
     state: AgentState,
     http: reqwest::Client,
     permits: Semaphore,
-    config: DispatchConfig,
     workers: Mutex<HashMap<String, Arc<Notify>>>,
     cancel: CancellationToken,
 }
@@ -58,7 +59,6 @@ impl Dispatcher {
                 state,
                 http,
                 permits: Semaphore::new(config.max_concurrency.max(1)),
-                config,
                 workers: Mutex::default(),
                 cancel,
             }),
@@ -126,10 +126,17 @@ impl Inner {
         }
     }
 
-    /// Attempts one item until it succeeds; false when cancelled.
+    /// Attempts one item until it succeeds or its endpoint's retry schedule
+    /// is exhausted (a final failure); false when cancelled. The retry state
+    /// is stored before each wait, so a restart continues the schedule.
     async fn deliver_until_done(&self, endpoint_id: &str, item: &Queued) -> bool {
-        let mut attempt = 0u32;
+        let mut failed = item.failed;
+        let mut due_ms = item.next_attempt_at_ms;
         loop {
+            let wait = due_ms.saturating_sub(now_ms());
+            if wait > 0 && self.sleep(Duration::from_millis(wait as u64)).await {
+                return false;
+            }
             let Some(ep) = self.wait_for_config(endpoint_id).await else {
                 return false;
             };
@@ -137,21 +144,38 @@ impl Inner {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return false;
                 };
-                attempt += 1;
                 http::attempt(&self.http, &ep, &item.delivery).await
             };
-            match outcome {
+            let event = &item.delivery.event_id;
+            let (status, error, retry_after) = match outcome {
                 Outcome::Delivered { status } => {
-                    tracing::debug!(endpoint = endpoint_id, event = %item.delivery.event_id, status, attempt, "delivered");
+                    tracing::debug!(endpoint = endpoint_id, %event, status, attempt = failed + 1, "delivered");
                     self.store.remove(endpoint_id, item.seq).await;
                     return true;
                 }
-                Outcome::Failed { status, error } => {
-                    tracing::info!(endpoint = endpoint_id, event = %item.delivery.event_id, ?status, %error, attempt, "attempt failed; will retry");
-                    if self.sleep(self.config.retry_delay).await {
-                        return false;
-                    }
-                }
+                Outcome::Failed {
+                    status,
+                    error,
+                    retry_after,
+                } => (status, error, retry_after),
+            };
+            failed += 1;
+            let schedule: Vec<u64> = ep.retry_delays_ms.iter().map(|d| u64::from(*d)).collect();
+            let Some(delay) = retry::next_delay(&schedule, failed, retry_after, rand::random())
+            else {
+                tracing::warn!(endpoint = endpoint_id, %event, ?status, %error, attempts = failed, "delivery failed for good; moving on");
+                self.store.remove(endpoint_id, item.seq).await;
+                return true;
+            };
+            due_ms = now_ms() + delay.as_millis() as i64;
+            tracing::info!(endpoint = endpoint_id, %event, ?status, %error, attempt = failed, retry_in_ms = delay.as_millis() as u64, "attempt failed");
+            if let Err(e) = self
+                .store
+                .record_failure(endpoint_id, item.seq, failed, due_ms)
+                .await
+            {
+                // Not fatal: after a restart the schedule would resume one step early.
+                tracing::error!(endpoint = endpoint_id, %event, error = %e, "cannot store retry state");
             }
         }
     }

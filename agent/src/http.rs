@@ -25,6 +25,8 @@ pub enum Outcome {
         status: Option<u16>,
         /// What went wrong.
         error: String,
+        /// The receiver's `Retry-After` (on 429 and 503), in seconds form.
+        retry_after: Option<Duration>,
     },
 }
 
@@ -86,6 +88,7 @@ pub async fn attempt(
                 return Outcome::Failed {
                     status: None,
                     error: format!("signing: {e}"),
+                    retry_after: None,
                 };
             }
         };
@@ -112,10 +115,16 @@ pub async fn attempt(
             return Outcome::Failed {
                 status: None,
                 error: error_text(&e),
+                retry_after: None,
             };
         }
     };
     let status = resp.status().as_u16();
+    let retry_after = matches!(status, 429 | 503)
+        .then(|| resp.headers().get("retry-after"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
     // Read a bounded body so the connection can be reused.
     let mut read = 0usize;
     while let Ok(Some(c)) = resp.chunk().await {
@@ -130,8 +139,15 @@ pub async fn attempt(
         Outcome::Failed {
             status: Some(status),
             error: format!("status {status}"),
+            retry_after,
         }
     }
+}
+
+/// `Retry-After` as delay-seconds. (The HTTP-date form is rare from
+/// webhook receivers and is ignored: the schedule applies.)
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 fn error_text(e: &reqwest::Error) -> String {
@@ -152,4 +168,17 @@ fn error_text(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 5 "), Some(Duration::from_secs(5)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
 }

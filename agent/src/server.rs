@@ -35,7 +35,6 @@ pub async fn run(
         state.clone(),
         crate::http::client()?,
         DispatchConfig {
-            retry_delay: Duration::from_millis(config.retry_delay_ms),
             max_concurrency: config.max_concurrency,
         },
         cancel.clone(),

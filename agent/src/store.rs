@@ -1,8 +1,9 @@
 //! The agent's durable store (redb): the per-endpoint queues and the
 //! idempotency records.
 //!
-//! Persisted: every accepted delivery until it succeeds (or its endpoint is
-//! deleted), and (endpoint, event id) pairs for 24 h. Rebuilt at start:
+//! Persisted: every accepted delivery until it succeeds, finally fails or
+//! its endpoint is deleted; the retry state of those that failed; and
+//! (endpoint, event id) pairs for 24 h. Rebuilt at start:
 //! nothing else; workers re-read their queues from here.
 //!
 //! One writer thread owns all writes and commits them in groups: it takes
@@ -27,6 +28,10 @@ use crate::error::{Error, Result};
 const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
 /// (endpoint id, event id) → when it was stored (ms). Drops re-sent events.
 const SEEN: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen");
+/// (endpoint id, sequence) → (failed attempts, next attempt time in ms), for
+/// queued items that have failed at least once; so a restarted agent
+/// continues the retry schedule instead of starting it over.
+const RETRIES: TableDefinition<(&str, u64), (u32, i64)> = TableDefinition::new("retries");
 /// Counters: "next_seq".
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -42,6 +47,10 @@ pub struct Queued {
     pub seq: u64,
     /// The delivery.
     pub delivery: pb::Delivery,
+    /// Attempts that failed so far.
+    pub failed: u32,
+    /// When the next attempt is due (ms since the epoch; 0: now).
+    pub next_attempt_at_ms: i64,
 }
 
 /// What an insert did.
@@ -58,6 +67,7 @@ pub struct Inserted {
 enum WriteOp {
     Insert(Vec<pb::Delivery>, oneshot::Sender<Result<Inserted>>),
     Remove(String, u64),
+    RecordFailure(String, u64, u32, i64, oneshot::Sender<Result<()>>),
     Purge(String, oneshot::Sender<Result<u64>>),
     Prune(i64),
 }
@@ -77,6 +87,7 @@ impl Store {
         {
             tx.open_table(QUEUE).map_err(redb::Error::from)?;
             tx.open_table(SEEN).map_err(redb::Error::from)?;
+            tx.open_table(RETRIES).map_err(redb::Error::from)?;
             tx.open_table(META).map_err(redb::Error::from)?;
         }
         tx.commit().map_err(redb::Error::from)?;
@@ -110,6 +121,29 @@ impl Store {
             .await;
     }
 
+    /// Durably records that an item failed `failed` times and is due again
+    /// at `next_at_ms`.
+    pub async fn record_failure(
+        &self,
+        endpoint_id: &str,
+        seq: u64,
+        failed: u32,
+        next_at_ms: i64,
+    ) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(WriteOp::RecordFailure(
+                endpoint_id.to_string(),
+                seq,
+                failed,
+                next_at_ms,
+                tx,
+            ))
+            .await
+            .map_err(|_| Error::WriterGone)?;
+        rx.await.map_err(|_| Error::WriterGone)?
+    }
+
     /// Drops an endpoint's whole queue (the endpoint was deleted).
     pub async fn purge(&self, endpoint_id: &str) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
@@ -129,6 +163,7 @@ impl Store {
     pub fn pending(&self, endpoint_id: &str, after: u64, limit: usize) -> Result<Vec<Queued>> {
         let tx = self.db.begin_read().map_err(redb::Error::from)?;
         let t = tx.open_table(QUEUE).map_err(redb::Error::from)?;
+        let retries = tx.open_table(RETRIES).map_err(redb::Error::from)?;
         let mut out = Vec::new();
         if after == u64::MAX {
             return Ok(out);
@@ -140,8 +175,18 @@ impl Store {
         {
             let (k, v) = row.map_err(redb::Error::from)?;
             let seq = k.value().1;
+            let (failed, next_attempt_at_ms) = retries
+                .get((endpoint_id, seq))
+                .map_err(redb::Error::from)?
+                .map(|g| g.value())
+                .unwrap_or((0, 0));
             match pb::Delivery::decode(v.value()) {
-                Ok(delivery) => out.push(Queued { seq, delivery }),
+                Ok(delivery) => out.push(Queued {
+                    seq,
+                    delivery,
+                    failed,
+                    next_attempt_at_ms,
+                }),
                 Err(e) => {
                     tracing::error!(endpoint = endpoint_id, seq, error = %e, "undecodable queue item skipped")
                 }
@@ -198,6 +243,12 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>) {
                 (WriteOp::Purge(_, reply), Ok(results)) => {
                     let _ = reply.send(Ok(results.take_purge()));
                 }
+                (WriteOp::RecordFailure(.., reply), Ok(_)) => {
+                    let _ = reply.send(Ok(()));
+                }
+                (WriteOp::RecordFailure(.., reply), Err(e)) => {
+                    let _ = reply.send(Err(Error::Store(clone_err(e))));
+                }
                 (WriteOp::Insert(_, reply), Err(e)) => {
                     let _ = reply.send(Err(Error::Store(clone_err(e))));
                 }
@@ -241,6 +292,7 @@ fn commit_group(db: &Database, ops: &mut [WriteOp]) -> Result<GroupResults, redb
     {
         let mut queue = tx.open_table(QUEUE)?;
         let mut seen = tx.open_table(SEEN)?;
+        let mut retries = tx.open_table(RETRIES)?;
         let mut meta = tx.open_table(META)?;
         let mut next_seq = meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1);
         let now = herald_shared::time::now_ms();
@@ -269,6 +321,10 @@ fn commit_group(db: &Database, ops: &mut [WriteOp]) -> Result<GroupResults, redb
                 }
                 WriteOp::Remove(ep, seq) => {
                     queue.remove((ep.as_str(), *seq))?;
+                    retries.remove((ep.as_str(), *seq))?;
+                }
+                WriteOp::RecordFailure(ep, seq, failed, next_at, _) => {
+                    retries.insert((ep.as_str(), *seq), (*failed, *next_at))?;
                 }
                 WriteOp::Purge(ep, _) => {
                     let mut n = 0u64;
@@ -276,6 +332,7 @@ fn commit_group(db: &Database, ops: &mut [WriteOp]) -> Result<GroupResults, redb
                         n += 1;
                         false
                     })?;
+                    retries.retain_in((ep.as_str(), 0)..=(ep.as_str(), u64::MAX), |_, _| false)?;
                     purges.push_back(n);
                 }
                 WriteOp::Prune(cutoff) => {
@@ -328,6 +385,7 @@ mod tests {
             let a = s.pending("a", 0, 10).unwrap();
             let events: Vec<_> = a.iter().map(|q| q.delivery.event_id.as_str()).collect();
             assert_eq!(events, ["e1", "e2", "e3"]);
+            s.record_failure("a", a[1].seq, 2, 1234).await.unwrap();
             s.remove("a", a[0].seq).await;
             // A later insert is ordered behind the removal by the single writer.
             s.insert(vec![]).await.unwrap();
@@ -342,6 +400,12 @@ mod tests {
         let a = s.pending("a", 0, 10).unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].delivery.event_id, "e2");
+        assert_eq!(
+            (a[0].failed, a[0].next_attempt_at_ms),
+            (2, 1234),
+            "retry state survives"
+        );
+        assert_eq!((a[1].failed, a[1].next_attempt_at_ms), (0, 0));
         assert_eq!(s.endpoints_with_pending().unwrap(), ["a", "b"]);
         assert_eq!(s.purge("a").await.unwrap(), 2);
         assert_eq!(s.endpoints_with_pending().unwrap(), ["b"]);

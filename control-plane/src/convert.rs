@@ -48,6 +48,9 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
             custom_data_json: rec.custom_data_json.clone(),
             timeout_ms: rec.timeout_ms,
             labels: rec.labels.clone().into_iter().collect(),
+            retry: Some(pb::RetryPolicy {
+                delays_ms: delays_u32(&rec.retry_schedule()),
+            }),
         }),
         created_at_ms: rec.created_at_ms,
         updated_at_ms: rec.updated_at_ms,
@@ -71,5 +74,13 @@ pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
         timeout_ms: r.timeout_ms,
         signing_secrets: r.signing_secrets.clone(),
         revision: e.revision,
+        retry_delays_ms: delays_u32(&r.retry_schedule()),
     }
+}
+
+/// Validated delays fit in u32 (at most a day in ms).
+fn delays_u32(ms: &[u64]) -> Vec<u32> {
+    ms.iter()
+        .map(|d| u32::try_from(*d).unwrap_or(u32::MAX))
+        .collect()
 }

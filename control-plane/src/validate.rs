@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use herald_proto::v1 as pb;
 use herald_shared::ids::validate_name;
 use herald_shared::model::{EndpointRecord, EventTypeRecord, Method};
-use herald_shared::pattern;
+use herald_shared::{pattern, retry};
 
 use crate::error::{Error, Result};
 
@@ -168,8 +168,18 @@ pub fn endpoint_spec(
             ));
         }
     }
+    let retry_schedule_ms = match spec.retry {
+        None => None,
+        Some(r) => {
+            let delays: Vec<u64> = r.delays_ms.into_iter().map(u64::from).collect();
+            retry::validate(&delays)
+                .map_err(|e| Error::invalid("spec.retry.delays_ms", e.to_string()))?;
+            Some(delays)
+        }
+    };
     Ok(EndpointRecord {
         name: spec.name,
+        retry_schedule_ms,
         description: spec.description,
         url: spec.url,
         method,
@@ -254,6 +264,7 @@ mod tests {
         let s = endpoint_spec(Some(spec()), false, &catalog()).unwrap();
         assert_eq!(s.timeout_ms, DEFAULT_TIMEOUT_MS);
         assert_eq!(s.method, Method::Post);
+        assert_eq!(s.retry_schedule_ms, None, "absent policy means the default");
         assert!(!s.enabled);
     }
 
@@ -298,6 +309,15 @@ mod tests {
         assert_eq!(
             field_of(endpoint_spec(Some(s), true, &c)),
             "spec.timeout_ms"
+        );
+
+        let mut s = spec();
+        s.retry = Some(pb::RetryPolicy {
+            delays_ms: vec![u32::MAX],
+        });
+        assert_eq!(
+            field_of(endpoint_spec(Some(s), true, &c)),
+            "spec.retry.delays_ms"
         );
 
         assert_eq!(field_of(endpoint_spec(None, true, &c)), "spec");

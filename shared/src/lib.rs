@@ -7,6 +7,7 @@ pub mod model;
 pub mod pattern;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod retry;
 pub mod signing;
 pub mod slot;
 pub mod time;

@@ -77,6 +77,8 @@ pub struct EndpointRecord {
     pub timeout_ms: u32,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// Retry delays in ms; `None` means [`crate::retry::DEFAULT_SCHEDULE_MS`].
+    pub retry_schedule_ms: Option<Vec<u64>>,
     /// Standard Webhooks secrets, newest first. Never listed by the API.
     pub signing_secrets: Vec<String>,
     /// Creation time, ms since the epoch.
@@ -86,6 +88,13 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
+    /// The retry schedule in force.
+    pub fn retry_schedule(&self) -> Vec<u64> {
+        self.retry_schedule_ms
+            .clone()
+            .unwrap_or_else(|| crate::retry::DEFAULT_SCHEDULE_MS.to_vec())
+    }
+
     /// Whether this endpoint wants events of type `name`.
     pub fn subscribes_to(&self, name: &str) -> bool {
         self.event_types

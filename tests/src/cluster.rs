@@ -173,7 +173,6 @@ impl Agent {
             .arg(&self.control_planes)
             .arg("--listen=127.0.0.1:0")
             .arg("--lease-ttl-secs=5")
-            .arg("--retry-delay-ms=200")
             .args(&self.extra)
             .env("RUST_LOG", "info,herald_agent=debug");
         let mut proc = Proc::spawn("agent", cmd)?;
@@ -245,12 +244,25 @@ impl Clients {
             .into_inner())
     }
 
-    /// Creates an enabled endpoint of `tenant` at `url` for `types`.
+    /// Creates an enabled endpoint of `tenant` at `url` for `types`, with a
+    /// test-speed retry schedule (50 retries, 500 ms apart).
     pub async fn endpoint(
         &mut self,
         tenant: &str,
         url: &str,
         types: &[&str],
+    ) -> anyhow::Result<pb::CreateEndpointResponse> {
+        self.endpoint_with_retry(tenant, url, types, vec![500; 50])
+            .await
+    }
+
+    /// Creates an enabled endpoint with the given retry delays (ms).
+    pub async fn endpoint_with_retry(
+        &mut self,
+        tenant: &str,
+        url: &str,
+        types: &[&str],
+        delays_ms: Vec<u32>,
     ) -> anyhow::Result<pb::CreateEndpointResponse> {
         Ok(self
             .endpoints
@@ -261,6 +273,7 @@ impl Clients {
                     url: url.into(),
                     enabled: true,
                     event_types: types.iter().map(|s| s.to_string()).collect(),
+                    retry: Some(pb::RetryPolicy { delays_ms }),
                     ..Default::default()
                 }),
             })

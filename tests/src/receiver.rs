@@ -44,6 +44,9 @@ impl Received {
 struct Shared {
     received: Mutex<Vec<Received>>,
     status: AtomicU16,
+    /// Answers for the next requests, before `status` applies again:
+    /// (status, Retry-After seconds).
+    script: Mutex<std::collections::VecDeque<(u16, Option<u64>)>>,
 }
 
 /// A running receiver; stops when dropped.
@@ -89,6 +92,16 @@ impl Receiver {
         self.shared.status.store(status, Ordering::SeqCst);
     }
 
+    /// The next requests get these answers, in order: (status, optional
+    /// Retry-After seconds); then `set_status`'s status again.
+    pub fn script(&self, answers: &[(u16, Option<u64>)]) {
+        self.shared
+            .script
+            .lock()
+            .expect("lock")
+            .extend(answers.iter().copied());
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().expect("lock").clone()
@@ -119,7 +132,7 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, HeaderMap) {
     shared.received.lock().expect("lock").push(Received {
         method,
         uri,
@@ -127,5 +140,15 @@ async fn record(
         body,
         at: Instant::now(),
     });
-    StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
+    let (status, retry_after) = shared
+        .script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or((shared.status.load(Ordering::SeqCst), None));
+    let mut out = HeaderMap::new();
+    if let Some(secs) = retry_after {
+        out.insert("retry-after", secs.into());
+    }
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), out)
 }
