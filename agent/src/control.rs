@@ -32,6 +32,10 @@ pub struct ControlLoop {
     pub dispatcher: Dispatcher,
     /// Interval of heartbeats.
     pub heartbeat: Duration,
+    /// Messages from the workers for the control plane; kept across
+    /// reconnects, so a request made while disconnected is sent on the next
+    /// session.
+    pub outbox: tokio::sync::Mutex<mpsc::Receiver<pb::AgentMessage>>,
 }
 
 impl ControlLoop {
@@ -78,8 +82,10 @@ impl ControlLoop {
         let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
         tracing::info!(control_plane = %target, "control stream open");
         let mut ticker = tokio::time::interval(self.heartbeat);
+        let mut outbox = self.outbox.lock().await;
         loop {
             tokio::select! {
+                Some(msg) = outbox.recv() => tx.send(msg).await?,
                 msg = inbound.message() => {
                     let Some(msg) = msg? else { anyhow::bail!("closed by the control plane") };
                     if let Some(kind) = msg.kind {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_proto::v1 as pb;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use herald_shared::retry;
@@ -21,6 +21,19 @@ use crate::store::{Queued, Store};
 
 /// Items read from the store per batch.
 const BATCH: usize = 64;
+/// How long a worker waits for the control plane to act on a disable
+/// request before it goes on (and asks again if it must).
+const DISABLE_WAIT: Duration = Duration::from_secs(10);
+
+/// How one queued item ended.
+enum Done {
+    Delivered,
+    /// The whole retry schedule failed; `ep` is the config of the last try.
+    FailedForGood {
+        ep: Arc<pb::DeliveryEndpoint>,
+        error: String,
+    },
+}
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -41,6 +54,8 @@ struct Inner {
     http: reqwest::Client,
     permits: Semaphore,
     workers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Messages for the control plane (disable requests).
+    outbox: mpsc::Sender<pb::AgentMessage>,
     cancel: CancellationToken,
 }
 
@@ -51,6 +66,7 @@ impl Dispatcher {
         state: AgentState,
         http: reqwest::Client,
         config: DispatchConfig,
+        outbox: mpsc::Sender<pb::AgentMessage>,
         cancel: CancellationToken,
     ) -> Self {
         Dispatcher {
@@ -60,6 +76,7 @@ impl Dispatcher {
                 http,
                 permits: Semaphore::new(config.max_concurrency.max(1)),
                 workers: Mutex::default(),
+                outbox,
                 cancel,
             }),
         }
@@ -94,6 +111,8 @@ impl Inner {
         // Highest sequence handed out; removals are committed asynchronously,
         // so the next read starts after it rather than at the queue head.
         let mut after = 0u64;
+        // Deliveries in a row that failed for good (auto-disable, D5).
+        let mut failed_in_a_row = 0u32;
         loop {
             let batch = {
                 let store = self.store.clone();
@@ -118,31 +137,83 @@ impl Inner {
                 }
             }
             for item in batch {
-                if !self.deliver_until_done(&endpoint_id, &item).await {
+                let Some(done) = self.deliver_until_done(&endpoint_id, &item).await else {
                     return; // cancelled
-                }
+                };
                 after = item.seq;
+                match done {
+                    Done::Delivered => failed_in_a_row = 0,
+                    Done::FailedForGood { ep, error } => {
+                        failed_in_a_row += 1;
+                        if failed_in_a_row >= ep.disable_after_failures.max(1) {
+                            let reason = format!(
+                                "{failed_in_a_row} deliveries in a row failed for good; last: {error}"
+                            );
+                            if self.disable(&ep, reason).await {
+                                failed_in_a_row = 0;
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
+    /// Asks the control plane to disable `ep` and waits (bounded) for the new
+    /// config; true once a newer config arrived.
+    async fn disable(&self, ep: &pb::DeliveryEndpoint, reason: String) -> bool {
+        tracing::warn!(endpoint = %ep.id, %reason, "asking to disable endpoint");
+        let msg = pb::AgentMessage {
+            kind: Some(pb::agent_message::Kind::DisableEndpoint(
+                pb::DisableEndpoint {
+                    endpoint_id: ep.id.clone(),
+                    tenant_id: ep.tenant_id.clone(),
+                    reason,
+                    revision: ep.revision,
+                },
+            )),
+        };
+        if self.outbox.send(msg).await.is_err() {
+            return false;
+        }
+        let mut changes = self.state.subscribe();
+        let wait = async {
+            loop {
+                if self
+                    .state
+                    .endpoint(&ep.id)
+                    .is_none_or(|now| now.revision != ep.revision)
+                {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = wait => true,
+            _ = tokio::time::sleep(DISABLE_WAIT) => false,
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+
     /// Attempts one item until it succeeds or its endpoint's retry schedule
-    /// is exhausted (a final failure); false when cancelled. The retry state
-    /// is stored before each wait, so a restart continues the schedule.
-    async fn deliver_until_done(&self, endpoint_id: &str, item: &Queued) -> bool {
+    /// is exhausted (a final failure); None when cancelled. The retry state
+    /// is stored before each wait, so a restart continues the schedule. A
+    /// 410 Gone disables the endpoint and keeps the item at the head.
+    async fn deliver_until_done(&self, endpoint_id: &str, item: &Queued) -> Option<Done> {
         let mut failed = item.failed;
         let mut due_ms = item.next_attempt_at_ms;
         loop {
             let wait = due_ms.saturating_sub(now_ms());
             if wait > 0 && self.sleep(Duration::from_millis(wait as u64)).await {
-                return false;
+                return None;
             }
-            let Some(ep) = self.wait_for_config(endpoint_id).await else {
-                return false;
-            };
+            let ep = self.wait_for_config(endpoint_id).await?;
             let outcome = {
                 let Ok(_permit) = self.permits.acquire().await else {
-                    return false;
+                    return None;
                 };
                 http::attempt(&self.http, &ep, &item.delivery).await
             };
@@ -151,7 +222,7 @@ impl Inner {
                 Outcome::Delivered { status } => {
                     tracing::debug!(endpoint = endpoint_id, %event, status, attempt = failed + 1, "delivered");
                     self.store.remove(endpoint_id, item.seq).await;
-                    return true;
+                    return Some(Done::Delivered);
                 }
                 Outcome::Failed {
                     status,
@@ -159,13 +230,20 @@ impl Inner {
                     retry_after,
                 } => (status, error, retry_after),
             };
+            if status == Some(410) {
+                // The receiver says the endpoint is gone: stop at once and keep
+                // the item for when an operator enables the endpoint again.
+                self.disable(&ep, "the receiver answered 410 Gone".into())
+                    .await;
+                continue;
+            }
             failed += 1;
             let schedule: Vec<u64> = ep.retry_delays_ms.iter().map(|d| u64::from(*d)).collect();
             let Some(delay) = retry::next_delay(&schedule, failed, retry_after, rand::random())
             else {
                 tracing::warn!(endpoint = endpoint_id, %event, ?status, %error, attempts = failed, "delivery failed for good; moving on");
                 self.store.remove(endpoint_id, item.seq).await;
-                return true;
+                return Some(Done::FailedForGood { ep, error });
             };
             due_ms = now_ms() + delay.as_millis() as i64;
             tracing::info!(endpoint = endpoint_id, %event, ?status, %error, attempt = failed, retry_in_ms = delay.as_millis() as u64, "attempt failed");

@@ -30,6 +30,8 @@ pub async fn run(
     let agent_id = agent_id(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
     let state = AgentState::new();
+    // Messages workers send to the control plane, forwarded by the control loop.
+    let (outbox, outbox_rx) = tokio::sync::mpsc::channel(1024);
     let dispatcher = Dispatcher::new(
         store.clone(),
         state.clone(),
@@ -37,6 +39,7 @@ pub async fn run(
         DispatchConfig {
             max_concurrency: config.max_concurrency,
         },
+        outbox,
         cancel.clone(),
     );
     let resumed = dispatcher.resume()?;
@@ -75,6 +78,7 @@ pub async fn run(
         store: store.clone(),
         dispatcher: dispatcher.clone(),
         heartbeat: Duration::from_secs(5),
+        outbox: tokio::sync::Mutex::new(outbox_rx),
     };
     tokio::spawn(control.run(cancel.clone()));
     tokio::spawn(prune_loop(store.clone(), cancel.clone()));

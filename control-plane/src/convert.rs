@@ -51,7 +51,10 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
             retry: Some(pb::RetryPolicy {
                 delays_ms: delays_u32(&rec.retry_schedule()),
             }),
+            disable_after_failures: rec.disable_after_failures,
         }),
+        disabled_reason: rec.disabled_reason.clone(),
+        disabled_at_ms: rec.disabled_at_ms,
         created_at_ms: rec.created_at_ms,
         updated_at_ms: rec.updated_at_ms,
         revision,
@@ -75,6 +78,7 @@ pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
         signing_secrets: r.signing_secrets.clone(),
         revision: e.revision,
         retry_delays_ms: delays_u32(&r.retry_schedule()),
+        disable_after_failures: r.disable_after_failures,
     }
 }
 

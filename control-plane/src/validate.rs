@@ -10,6 +10,8 @@ use herald_shared::{pattern, retry};
 
 use crate::error::{Error, Result};
 
+/// Default number of deliveries failed in a row before auto-disable.
+pub const DEFAULT_DISABLE_AFTER: u32 = 5;
 /// Default per-attempt timeout.
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
 /// Longest per-attempt timeout an endpoint may ask for.
@@ -177,8 +179,19 @@ pub fn endpoint_spec(
             Some(delays)
         }
     };
+    let disable_after_failures = match spec.disable_after_failures {
+        0 => DEFAULT_DISABLE_AFTER,
+        n if n <= 10_000 => n,
+        n => {
+            return Err(Error::invalid(
+                "spec.disable_after_failures",
+                format!("{n} is over 10000 (0 means {DEFAULT_DISABLE_AFTER})"),
+            ));
+        }
+    };
     Ok(EndpointRecord {
         name: spec.name,
+        disable_after_failures,
         retry_schedule_ms,
         description: spec.description,
         url: spec.url,

@@ -79,6 +79,12 @@ pub struct EndpointRecord {
     pub labels: BTreeMap<String, String>,
     /// Retry delays in ms; `None` means [`crate::retry::DEFAULT_SCHEDULE_MS`].
     pub retry_schedule_ms: Option<Vec<u64>>,
+    /// Deliveries failed for good in a row before Herald disables it.
+    pub disable_after_failures: u32,
+    /// Why Herald disabled it; empty otherwise.
+    pub disabled_reason: String,
+    /// When Herald disabled it (ms), 0 otherwise.
+    pub disabled_at_ms: i64,
     /// Standard Webhooks secrets, newest first. Never listed by the API.
     pub signing_secrets: Vec<String>,
     /// Creation time, ms since the epoch.

@@ -68,6 +68,15 @@ impl Api {
         loop {
             let sent = tokio::select! {
                 msg = inbound.next() => match msg {
+                    Some(Ok(pb::AgentMessage { kind: Some(pb::agent_message::Kind::DisableEndpoint(d)) })) => {
+                        let api = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = api.auto_disable(d).await {
+                                tracing::warn!(error = %e, "cannot disable endpoint; the agent will ask again");
+                            }
+                        });
+                        Ok(())
+                    }
                     Some(Ok(_heartbeat)) => Ok(()),
                     _ => return, // agent went away
                 },

@@ -37,6 +37,36 @@ impl Api {
     }
 }
 
+impl Api {
+    /// An agent asks to disable an endpoint (410 Gone, or too many
+    /// deliveries failed in a row). Done only if the endpoint is still at the
+    /// revision the agent saw: a config change since then (say, an operator
+    /// re-enabling it) wins, and the agent will ask again if it must.
+    pub(crate) async fn auto_disable(&self, req: pb::DisableEndpoint) -> Result<()> {
+        let current = self.load_endpoint(&req.tenant_id, &req.endpoint_id).await?;
+        if !current.value.enabled || current.revision != req.revision {
+            return Ok(());
+        }
+        let rec = EndpointRecord {
+            enabled: false,
+            disabled_reason: req.reason.clone(),
+            disabled_at_ms: now_ms(),
+            updated_at_ms: now_ms(),
+            ..current.value
+        };
+        let key = key(&rec.tenant_id, &rec.id);
+        if self
+            .store()
+            .update(&key, &rec, current.revision)
+            .await?
+            .is_some()
+        {
+            tracing::warn!(endpoint = %rec.id, tenant = %rec.tenant_id, reason = %req.reason, "endpoint disabled");
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl EndpointService for Api {
     async fn create_endpoint(
@@ -125,6 +155,13 @@ impl EndpointService for Api {
             signing_secrets: old.signing_secrets,
             created_at_ms: old.created_at_ms,
             updated_at_ms: now_ms(),
+            // Enabling clears why Herald disabled it; otherwise the reason stays.
+            disabled_reason: if spec.enabled {
+                String::new()
+            } else {
+                old.disabled_reason
+            },
+            disabled_at_ms: if spec.enabled { 0 } else { old.disabled_at_ms },
             ..spec
         };
         let Some(rev) = self
