@@ -12,6 +12,7 @@ use herald_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::process::{Proc, bin, etcd_bin, free_port};
+use crate::receiver::Receiver;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -329,5 +330,23 @@ impl Cluster {
             etcd,
             api,
         })
+    }
+
+    /// A cluster with event type `event_type`, tenant `acme` and one enabled
+    /// endpoint of it for `patterns`, at `path` on a fresh receiver.
+    pub async fn with_endpoint(
+        event_type: &str,
+        path: &str,
+        patterns: &[&str],
+    ) -> anyhow::Result<(Cluster, Receiver, pb::CreateEndpointResponse)> {
+        let mut c = Cluster::start().await?;
+        let receiver = Receiver::start().await;
+        c.api.event_type(event_type).await?;
+        c.api.tenant("acme").await?;
+        let created = c
+            .api
+            .endpoint("acme", &receiver.url(path), patterns)
+            .await?;
+        Ok((c, receiver, created))
     }
 }

@@ -45,14 +45,8 @@ fn seqs(received: &[Received]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
-    let mut c = Cluster::start().await?;
-    let receiver = Receiver::start().await;
-    c.api.event_type("invoice.activated").await?;
-    c.api.tenant("acme").await?;
-    let created = c
-        .api
-        .endpoint("acme", &receiver.url("/hooks"), &["invoice.*"])
-        .await?;
+    let (mut c, receiver, created) =
+        Cluster::with_endpoint("invoice.activated", "/hooks", &["invoice.*"]).await?;
     let secret = created.signing_secret.clone();
     assert!(secret.starts_with("whsec_"));
 
@@ -133,11 +127,7 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_events_arrive_once_each_in_order() -> anyhow::Result<()> {
-    let mut c = Cluster::start().await?;
-    let receiver = Receiver::start().await;
-    c.api.event_type("order.created").await?;
-    c.api.tenant("acme").await?;
-    c.api.endpoint("acme", &receiver.url("/"), &["*"]).await?;
+    let (mut c, receiver, _) = Cluster::with_endpoint("order.created", "/", &["*"]).await?;
     for seq in 0..1000u64 {
         let r = c
             .api
@@ -215,12 +205,8 @@ async fn queued_events_survive_kill_9_of_the_agent() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn same_idempotency_key_is_one_event() -> anyhow::Result<()> {
-    let mut c = Cluster::start().await?;
-    let receiver = Receiver::start().await;
-    c.api.event_type("order.created").await?;
-    c.api.tenant("acme").await?;
+    let (mut c, receiver, _) = Cluster::with_endpoint("order.created", "/", &["*"]).await?;
     c.api.tenant("globex").await?;
-    c.api.endpoint("acme", &receiver.url("/"), &["*"]).await?;
 
     let first = c
         .api
