@@ -1,7 +1,8 @@
-//! Delivery workers: one task per endpoint with queued work, so each
-//! endpoint's queue is delivered strictly in order (head of line: item n+1
-//! is not attempted before item n succeeded or finally failed), while
-//! endpoints proceed independently. A global semaphore bounds concurrent
+//! Delivery workers: one task per endpoint with queued work. An ordered
+//! endpoint (the default) is delivered head of line: item n+1 is not
+//! attempted before item n succeeded or finally failed. An unordered one
+//! has up to `max_in_flight` items in flight, each with its own retries.
+//! Endpoints proceed independently; a global semaphore bounds concurrent
 //! requests.
 
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use herald_proto::v1 as pb;
 use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use herald_shared::retry;
@@ -107,12 +109,14 @@ impl Dispatcher {
 }
 
 impl Inner {
-    async fn run_worker(&self, endpoint_id: String, notify: Arc<Notify>) {
+    async fn run_worker(self: Arc<Self>, endpoint_id: String, notify: Arc<Notify>) {
         // Highest sequence handed out; removals are committed asynchronously,
         // so the next read starts after it rather than at the queue head.
         let mut after = 0u64;
         // Deliveries in a row that failed for good (auto-disable, D5).
         let mut failed_in_a_row = 0u32;
+        // Unordered endpoints only: items in flight, each retried on its own.
+        let mut in_flight: JoinSet<Option<Done>> = JoinSet::new();
         loop {
             let batch = {
                 let store = self.store.clone();
@@ -132,27 +136,64 @@ impl Inner {
             };
             if batch.is_empty() {
                 tokio::select! {
-                    _ = notify.notified() => continue,
+                    _ = notify.notified() => {}
+                    Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                        self.settle(joined, &mut failed_in_a_row).await;
+                    }
                     _ = self.cancel.cancelled() => return,
                 }
+                continue;
             }
             for item in batch {
-                let Some(done) = self.deliver_until_done(&endpoint_id, &item).await else {
-                    return; // cancelled
-                };
                 after = item.seq;
-                match done {
-                    Done::Delivered => failed_in_a_row = 0,
-                    Done::FailedForGood { ep, error } => {
-                        failed_in_a_row += 1;
-                        if failed_in_a_row >= ep.disable_after_failures.max(1) {
-                            let reason = format!(
-                                "{failed_in_a_row} deliveries in a row failed for good; last: {error}"
-                            );
-                            if self.disable(&ep, reason).await {
-                                failed_in_a_row = 0;
-                            }
+                let Some(ep) = self.wait_for_config(&endpoint_id).await else {
+                    return;
+                };
+                if ep.max_in_flight == 0 {
+                    // Ordered: nothing else may be in flight (the endpoint
+                    // may just have switched from unordered).
+                    while let Some(joined) = in_flight.join_next().await {
+                        self.settle(joined, &mut failed_in_a_row).await;
+                    }
+                    let Some(done) = self.deliver_until_done(&endpoint_id, &item).await else {
+                        return; // cancelled
+                    };
+                    self.on_done(done, &mut failed_in_a_row).await;
+                } else {
+                    while in_flight.len() >= ep.max_in_flight as usize {
+                        if let Some(joined) = in_flight.join_next().await {
+                            self.settle(joined, &mut failed_in_a_row).await;
                         }
+                    }
+                    let (me, id) = (self.clone(), endpoint_id.clone());
+                    in_flight.spawn(async move { me.deliver_until_done(&id, &item).await });
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        joined: Result<Option<Done>, tokio::task::JoinError>,
+        failed_in_a_row: &mut u32,
+    ) {
+        if let Ok(Some(done)) = joined {
+            self.on_done(done, failed_in_a_row).await;
+        }
+    }
+
+    /// Counts final failures in a row and disables the endpoint at its limit.
+    async fn on_done(&self, done: Done, failed_in_a_row: &mut u32) {
+        match done {
+            Done::Delivered => *failed_in_a_row = 0,
+            Done::FailedForGood { ep, error } => {
+                *failed_in_a_row += 1;
+                if *failed_in_a_row >= ep.disable_after_failures.max(1) {
+                    let reason = format!(
+                        "{failed_in_a_row} deliveries in a row failed for good; last: {error}"
+                    );
+                    if self.disable(&ep, reason).await {
+                        *failed_in_a_row = 0;
                     }
                 }
             }

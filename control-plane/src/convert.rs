@@ -52,6 +52,12 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
                 delays_ms: delays_u32(&rec.retry_schedule()),
             }),
             disable_after_failures: rec.disable_after_failures,
+            ordering: if rec.max_in_flight == 0 {
+                pb::Ordering::Ordered
+            } else {
+                pb::Ordering::Unordered
+            } as i32,
+            max_in_flight: rec.max_in_flight,
         }),
         disabled_reason: rec.disabled_reason.clone(),
         disabled_at_ms: rec.disabled_at_ms,
@@ -79,6 +85,7 @@ pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
         revision: e.revision,
         retry_delays_ms: delays_u32(&r.retry_schedule()),
         disable_after_failures: r.disable_after_failures,
+        max_in_flight: r.max_in_flight,
     }
 }
 

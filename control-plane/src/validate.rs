@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 
 /// Default number of deliveries failed in a row before auto-disable.
 pub const DEFAULT_DISABLE_AFTER: u32 = 5;
+/// Default concurrency of an unordered endpoint.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
+/// Highest concurrency of an unordered endpoint.
+pub const MAX_IN_FLIGHT: u32 = 100;
 /// Default per-attempt timeout.
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
 /// Longest per-attempt timeout an endpoint may ask for.
@@ -189,8 +193,32 @@ pub fn endpoint_spec(
             ));
         }
     };
+    let max_in_flight = match (pb::Ordering::try_from(spec.ordering), spec.max_in_flight) {
+        (Ok(pb::Ordering::Unspecified | pb::Ordering::Ordered), 0) => 0,
+        (Ok(pb::Ordering::Unspecified | pb::Ordering::Ordered), _) => {
+            return Err(Error::invalid(
+                "spec.max_in_flight",
+                "applies only to UNORDERED endpoints",
+            ));
+        }
+        (Ok(pb::Ordering::Unordered), 0) => DEFAULT_MAX_IN_FLIGHT,
+        (Ok(pb::Ordering::Unordered), n) if n <= MAX_IN_FLIGHT => n,
+        (Ok(pb::Ordering::Unordered), n) => {
+            return Err(Error::invalid(
+                "spec.max_in_flight",
+                format!("{n} is over {MAX_IN_FLIGHT}"),
+            ));
+        }
+        (Err(_), _) => {
+            return Err(Error::invalid(
+                "spec.ordering",
+                format!("unknown ordering {}", spec.ordering),
+            ));
+        }
+    };
     Ok(EndpointRecord {
         name: spec.name,
+        max_in_flight,
         disable_after_failures,
         retry_schedule_ms,
         description: spec.description,
@@ -322,6 +350,25 @@ mod tests {
         assert_eq!(
             field_of(endpoint_spec(Some(s), true, &c)),
             "spec.timeout_ms"
+        );
+
+        let mut s = spec();
+        s.max_in_flight = 5;
+        assert_eq!(
+            field_of(endpoint_spec(Some(s.clone()), true, &c)),
+            "spec.max_in_flight"
+        );
+        s.ordering = pb::Ordering::Unordered as i32;
+        assert_eq!(
+            endpoint_spec(Some(s.clone()), true, &c)
+                .unwrap()
+                .max_in_flight,
+            5
+        );
+        s.max_in_flight = 101;
+        assert_eq!(
+            field_of(endpoint_spec(Some(s), true, &c)),
+            "spec.max_in_flight"
         );
 
         let mut s = spec();

@@ -79,6 +79,9 @@ pub struct EndpointRecord {
     pub labels: BTreeMap<String, String>,
     /// Retry delays in ms; `None` means [`crate::retry::DEFAULT_SCHEDULE_MS`].
     pub retry_schedule_ms: Option<Vec<u64>>,
+    /// 0: ordered (the default); otherwise unordered with at most this many
+    /// deliveries in flight.
+    pub max_in_flight: u32,
     /// Deliveries failed for good in a row before Herald disables it.
     pub disable_after_failures: u32,
     /// Why Herald disabled it; empty otherwise.

@@ -47,6 +47,8 @@ struct Shared {
     /// Answers for the next requests, before `status` applies again:
     /// (status, Retry-After seconds).
     script: Mutex<std::collections::VecDeque<(u16, Option<u64>)>>,
+    /// Requests whose envelope has this `data.seq` get 500.
+    failing_seq: Mutex<Option<u64>>,
 }
 
 /// A running receiver; stops when dropped.
@@ -102,6 +104,11 @@ impl Receiver {
             .extend(answers.iter().copied());
     }
 
+    /// Answers 500 to every delivery of the event whose `data.seq` is `seq`.
+    pub fn fail_seq(&self, seq: u64) {
+        *self.shared.failing_seq.lock().expect("lock") = Some(seq);
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().expect("lock").clone()
@@ -133,6 +140,9 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap) {
+    let seq = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["data"]["seq"].as_u64());
     shared.received.lock().expect("lock").push(Received {
         method,
         uri,
@@ -140,6 +150,9 @@ async fn record(
         body,
         at: Instant::now(),
     });
+    if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock") {
+        return (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new());
+    }
     let (status, retry_after) = shared
         .script
         .lock()

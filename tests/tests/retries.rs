@@ -127,3 +127,58 @@ async fn kill_9_mid_schedule_continues_the_schedule() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unordered_endpoint_is_not_held_by_a_failing_event() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    let receiver = Receiver::start().await;
+    c.api.event_type("order.created").await?;
+    c.api.tenant("acme").await?;
+    c.api
+        .endpoints
+        .create_endpoint(herald_proto::v1::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            spec: Some(herald_proto::v1::EndpointSpec {
+                name: "unordered".into(),
+                url: receiver.url("/"),
+                enabled: true,
+                event_types: vec!["*".into()],
+                retry: Some(herald_proto::v1::RetryPolicy {
+                    delays_ms: vec![300; 4],
+                }),
+                ordering: herald_proto::v1::Ordering::Unordered as i32,
+                max_in_flight: 4,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    receiver.fail_seq(0);
+    for seq in 0..6u64 {
+        c.api
+            .publish(
+                "acme",
+                "order.created",
+                json!({ "seq": seq }),
+                &format!("k{seq}"),
+            )
+            .await?;
+    }
+    // 5 attempts of event 0 (its schedule) and one of each other event.
+    let got = receiver.wait_for(10, Duration::from_secs(20)).await;
+    let order = seqs(&got);
+    assert_eq!(
+        order.iter().filter(|s| **s == 0).count(),
+        5,
+        "event 0 retried on its own: {order:?}"
+    );
+    let mut others: Vec<u64> = order.iter().copied().filter(|s| *s != 0).collect();
+    others.sort_unstable();
+    assert_eq!(others, [1, 2, 3, 4, 5], "every other event delivered once");
+    let last_zero = order.iter().rposition(|s| *s == 0).expect("event 0 seen");
+    let last_other = order.iter().rposition(|s| *s != 0).expect("others seen");
+    assert!(
+        last_other < last_zero,
+        "the others did not wait for event 0's schedule: {order:?}"
+    );
+    Ok(())
+}
