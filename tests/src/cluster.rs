@@ -302,6 +302,25 @@ impl Clients {
             .await?
             .into_inner())
     }
+    /// Publishes `{"seq": n}` as `order.created` for tenant `acme`, with
+    /// idempotency key `k{n}`, for each n in `seqs`, one after another;
+    /// returns how many endpoints each matched.
+    pub async fn publish_seqs(
+        &mut self,
+        seqs: std::ops::Range<u64>,
+    ) -> Result<Vec<u32>, tonic::Status> {
+        let mut matched = Vec::new();
+        for seq in seqs {
+            let key = format!("k{seq}");
+            let data = serde_json::json!({ "seq": seq });
+            matched.push(
+                self.publish("acme", "order.created", data, &key)
+                    .await?
+                    .endpoints_matched,
+            );
+        }
+        Ok(matched)
+    }
 }
 
 /// etcd, one control plane and one agent: the smallest real cluster.

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use herald_proto::v1 as pb;
 use herald_tests::cluster::{Clients, Cluster};
 use herald_tests::receiver::{Received, Receiver};
-use serde_json::json;
 
 fn seqs(received: &[Received]) -> Vec<u64> {
     received
@@ -84,17 +83,8 @@ async fn enable(api: &mut Clients, ep: pb::Endpoint) -> anyhow::Result<pb::Endpo
 
 /// Publishes events 0..n; returns those that matched the endpoint.
 async fn publish_all(api: &mut Clients, n: u64) -> anyhow::Result<Vec<u64>> {
-    let mut matched = Vec::new();
-    for seq in 0..n {
-        let key = format!("k{seq}");
-        let r = api
-            .publish("acme", "order.created", json!({ "seq": seq }), &key)
-            .await?;
-        if r.endpoints_matched == 1 {
-            matched.push(seq);
-        }
-    }
-    Ok(matched)
+    let replies = api.publish_seqs(0..n).await?;
+    Ok((0..n).filter(|s| replies[*s as usize] == 1).collect())
 }
 
 async fn setup() -> anyhow::Result<(Cluster, Receiver)> {

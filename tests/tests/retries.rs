@@ -153,16 +153,7 @@ async fn unordered_endpoint_is_not_held_by_a_failing_event() -> anyhow::Result<(
         })
         .await?;
     receiver.fail_seq(0);
-    for seq in 0..6u64 {
-        c.api
-            .publish(
-                "acme",
-                "order.created",
-                json!({ "seq": seq }),
-                &format!("k{seq}"),
-            )
-            .await?;
-    }
+    c.api.publish_seqs(0..6).await?;
     // 5 attempts of event 0 (its schedule) and one of each other event.
     let got = receiver.wait_for(10, Duration::from_secs(20)).await;
     let order = seqs(&got);
