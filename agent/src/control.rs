@@ -120,6 +120,7 @@ impl ControlLoop {
             }
             Kind::EndpointRemoved(r) => {
                 self.state.remove(&r.endpoint_id);
+                self.dispatcher.forget(&r.endpoint_id);
                 match self.store.purge(&r.endpoint_id).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(endpoint = %r.endpoint_id, dropped = n, "endpoint deleted; queue dropped")

@@ -44,6 +44,12 @@ pub struct DispatchConfig {
     pub max_concurrency: usize,
 }
 
+/// A running worker: how to wake it and how to stop it.
+struct Worker {
+    notify: Arc<Notify>,
+    stop: CancellationToken,
+}
+
 /// Starts and wakes the per-endpoint workers. Cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -55,7 +61,7 @@ struct Inner {
     state: AgentState,
     http: reqwest::Client,
     permits: Semaphore,
-    workers: Mutex<HashMap<String, Arc<Notify>>>,
+    workers: Mutex<HashMap<String, Worker>>,
     /// Messages for the control plane (disable requests).
     outbox: mpsc::Sender<pb::AgentMessage>,
     cancel: CancellationToken,
@@ -87,15 +93,47 @@ impl Dispatcher {
     /// Tells an endpoint's worker there is new work, starting it if needed.
     pub fn wake(&self, endpoint_id: &str) {
         let mut workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = workers.get(endpoint_id) {
-            n.notify_one();
+        if let Some(w) = workers.get(endpoint_id) {
+            w.notify.notify_one();
             return;
         }
         let notify = Arc::new(Notify::new());
-        workers.insert(endpoint_id.to_string(), notify.clone());
+        let stop = self.inner.cancel.child_token();
+        workers.insert(
+            endpoint_id.to_string(),
+            Worker {
+                notify: notify.clone(),
+                stop: stop.clone(),
+            },
+        );
         let inner = self.inner.clone();
         let id = endpoint_id.to_string();
-        tokio::spawn(async move { inner.run_worker(id, notify).await });
+        tokio::spawn(async move {
+            // Dropping the worker on stop also aborts its in-flight items;
+            // what they stored stays stored.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = inner.run_worker(id, notify) => {}
+            }
+        });
+    }
+
+    /// Stops an endpoint's worker (the endpoint was deleted and its queue
+    /// purged), so deleted endpoints leave no idle tasks behind.
+    pub fn forget(&self, endpoint_id: &str) {
+        let mut workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = workers.remove(endpoint_id) {
+            w.stop.cancel();
+        }
+    }
+
+    /// How many endpoint workers exist.
+    pub fn workers(&self) -> usize {
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Starts workers for every endpoint with stored work (after a restart).
@@ -321,5 +359,36 @@ impl Inner {
             _ = tokio::time::sleep(d) => false,
             _ = self.cancel.cancelled() => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn forget_stops_a_deleted_endpoints_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (outbox, _rx) = mpsc::channel(1);
+        let d = Dispatcher::new(
+            store,
+            AgentState::new(),
+            {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                http::client().unwrap()
+            },
+            DispatchConfig { max_concurrency: 1 },
+            outbox,
+            CancellationToken::new(),
+        );
+        d.wake("ep_a");
+        d.wake("ep_a");
+        d.wake("ep_b");
+        assert_eq!(d.workers(), 2, "one worker per endpoint");
+        d.forget("ep_a");
+        assert_eq!(d.workers(), 1);
+        d.wake("ep_a");
+        assert_eq!(d.workers(), 2, "new work starts a new worker");
     }
 }

@@ -294,3 +294,36 @@ async fn new_endpoints_start_disabled_and_match_nothing() -> anyhow::Result<()> 
     assert_eq!(r.endpoints_matched, 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_tenant_stops_its_queues() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    let port = free_port(); // the receiver is down while events queue up
+    c.api.event_type("order.created").await?;
+    c.api.tenant("acme").await?;
+    c.api
+        .endpoint("acme", &format!("http://127.0.0.1:{port}/"), &["*"])
+        .await?;
+    let matched = c.api.publish_seqs(0..20).await?;
+    assert!(matched.iter().all(|m| *m == 1));
+    let deleted = c
+        .api
+        .tenants
+        .delete_tenant(herald_proto::v1::DeleteTenantRequest { id: "acme".into() })
+        .await?
+        .into_inner();
+    assert_eq!(deleted.endpoints_deleted, 1);
+    // Give the removal time to reach the agent, then bring the receiver up:
+    // nothing of the deleted tenant may arrive, even across an agent restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let receiver = Receiver::start_on(port).await;
+    c.agent.kill9();
+    c.agent.restart()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.received().len(),
+        0,
+        "a deleted tenant's events were delivered"
+    );
+    Ok(())
+}
