@@ -54,8 +54,9 @@ pub async fn run(
 
     let etcd = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
     let key = format!(
-        "{}/agents/{agent_id}",
-        config.etcd_prefix.trim_end_matches('/')
+        "{}/{}{agent_id}",
+        config.etcd_prefix.trim_end_matches('/'),
+        herald_shared::model::AGENTS_DIR
     );
     let record = AgentRecord {
         id: agent_id.clone(),

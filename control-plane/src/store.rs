@@ -4,7 +4,7 @@
 //! compare carries the precondition (absent, or at the revision the caller
 //! read), so two replicas racing cannot both win.
 
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
@@ -25,7 +25,7 @@ pub mod keys {
     /// Endpoints: `endpoints/{tenant}/{id}`.
     pub const ENDPOINTS: &str = "endpoints/";
     /// Live agents, each under its lease: `agents/{id}`.
-    pub const AGENTS: &str = "agents/";
+    pub const AGENTS: &str = herald_shared::model::AGENTS_DIR;
     /// The slot map (one key).
     pub const SLOT_MAP: &str = "slotmap";
 }
@@ -94,20 +94,6 @@ impl Store {
             .collect()
     }
 
-    /// Counts the keys under a relative prefix.
-    pub async fn count(&self, rel_prefix: &str) -> Result<i64> {
-        let key = self.key(rel_prefix);
-        let resp = self
-            .client
-            .kv_client()
-            .get(
-                key.as_str(),
-                Some(GetOptions::new().with_prefix().with_count_only()),
-            )
-            .await?;
-        Ok(resp.count())
-    }
-
     /// Writes `value` at `rel` only if the key is absent, and, when
     /// `requires` is given, only if that other key exists. Returns the new
     /// revision, or which precondition failed.
@@ -169,17 +155,6 @@ impl Store {
             .and_then([TxnOp::put(key.as_str(), encode(value), None)]);
         let resp = self.client.kv_client().txn(txn).await?;
         Ok(resp.succeeded().then(|| header_revision(resp.header())))
-    }
-
-    /// Writes unconditionally, optionally attached to a lease.
-    pub async fn put<T: Serialize>(&self, rel: &str, value: &T, lease: Option<i64>) -> Result<i64> {
-        let opts = lease.map(|l| PutOptions::new().with_lease(l));
-        let resp = self
-            .client
-            .kv_client()
-            .put(self.key(rel), encode(value), opts)
-            .await?;
-        Ok(header_revision(resp.header()))
     }
 
     /// Deletes the key `rel` and every key under the relative prefixes in

@@ -80,19 +80,12 @@ pub fn json(field: &str, value: &str, object_only: bool) -> Result<()> {
 }
 
 /// The fields of an event type.
-pub fn event_type(
-    name_field: &str,
-    name_value: &str,
-    group: &str,
-    description: &str,
-    schema: &str,
-    example: &str,
-) -> Result<()> {
-    name(name_field, name_value)?;
-    text("group", group)?;
-    text("description", description)?;
-    json("schema_json", schema, true)?;
-    json("example_json", example, false)
+pub fn event_type(rec: &EventTypeRecord) -> Result<()> {
+    name("name", &rec.name)?;
+    text("group", &rec.group)?;
+    text("description", &rec.description)?;
+    json("schema_json", &rec.schema_json, true)?;
+    json("example_json", &rec.example_json, false)
 }
 
 /// Checks an endpoint spec against the catalog and returns a record with

@@ -112,6 +112,9 @@ impl EndpointRecord {
     }
 }
 
+/// Where agents register, relative to the etcd prefix: `agents/{id}`.
+pub const AGENTS_DIR: &str = "agents/";
+
 /// A live agent, as it registers itself under its lease.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -1,6 +1,6 @@
 //! Herald processes for tests: etcd, control planes and agents.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -187,11 +187,6 @@ impl Agent {
         if let Some(mut p) = self.proc.take() {
             p.kill9();
         }
-    }
-
-    /// The data dir.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 }
 

@@ -44,14 +44,6 @@ impl CatalogService for Api {
         req: Request<pb::CreateEventTypeRequest>,
     ) -> Result<Response<pb::EventType>, Status> {
         let r = req.into_inner();
-        validate::event_type(
-            "name",
-            &r.name,
-            &r.group,
-            &r.description,
-            &r.schema_json,
-            &r.example_json,
-        )?;
         let rec = EventTypeRecord {
             name: r.name,
             group: r.group,
@@ -61,6 +53,7 @@ impl CatalogService for Api {
             archived: false,
             created_at_ms: now_ms(),
         };
+        validate::event_type(&rec)?;
         let rev = match self.store().create(&key(&rec.name), &rec, None).await {
             Ok(rev) => rev,
             Err(CreateConflict::Store(e)) => return Err(e.into()),
@@ -107,22 +100,21 @@ impl CatalogService for Api {
         req: Request<pb::UpdateEventTypeRequest>,
     ) -> Result<Response<pb::EventType>, Status> {
         let r = req.into_inner();
-        validate::event_type(
-            "name",
-            &r.name,
-            &r.group,
-            &r.description,
-            &r.schema_json,
-            &r.example_json,
-        )?;
-        let expected = expected_revision(r.expected_revision)?;
-        let current = self.load_event_type(&r.name).await?;
-        let rec = EventTypeRecord {
+        let fields = EventTypeRecord {
+            name: r.name,
             group: r.group,
             description: r.description,
             schema_json: r.schema_json,
             example_json: r.example_json,
-            ..current.value
+            ..EventTypeRecord::default()
+        };
+        validate::event_type(&fields)?;
+        let expected = expected_revision(r.expected_revision)?;
+        let current = self.load_event_type(&fields.name).await?.value;
+        let rec = EventTypeRecord {
+            archived: current.archived,
+            created_at_ms: current.created_at_ms,
+            ..fields
         };
         Ok(Response::new(self.save_event_type(&rec, expected).await?))
     }
