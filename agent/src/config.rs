@@ -43,6 +43,16 @@ pub struct Config {
     /// Most HTTP requests in flight over all endpoints.
     #[arg(long, env = "HERALD_MAX_CONCURRENCY", default_value_t = 512)]
     pub max_concurrency: usize,
+    /// Response body bytes kept per attempt in the attempt log.
+    #[arg(long, env = "HERALD_RESPONSE_BODY_LIMIT", default_value_t = 4096)]
+    pub response_body_limit: usize,
+    /// Finished deliveries (and their attempts) are kept this many seconds.
+    #[arg(long, env = "HERALD_LOG_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub log_retention_secs: u64,
+    /// At most this many finished deliveries are kept; the oldest go first.
+    /// Queued deliveries never count and are never dropped.
+    #[arg(long, env = "HERALD_LOG_MAX_DELIVERIES", default_value_t = 1_000_000)]
+    pub log_max_deliveries: u64,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

@@ -19,7 +19,7 @@ use herald_shared::time::now_ms;
 
 use crate::http::{self, Outcome};
 use crate::state::AgentState;
-use crate::store::{Queued, Store};
+use crate::store::{AttemptResult, Queued, Store};
 
 /// Items read from the store per batch.
 const BATCH: usize = 64;
@@ -34,6 +34,9 @@ enum Done {
     FailedForGood {
         ep: Arc<pb::DeliveryEndpoint>,
         error: String,
+        /// The endpoint's deliveries in a row that failed for good, this one
+        /// included (stored, so it survives restarts).
+        in_a_row: u32,
     },
 }
 
@@ -42,6 +45,8 @@ enum Done {
 pub struct DispatchConfig {
     /// Most requests in flight over all endpoints.
     pub max_concurrency: usize,
+    /// Response body bytes kept in the attempt log.
+    pub response_body_limit: usize,
 }
 
 /// A running worker: how to wake it and how to stop it.
@@ -61,6 +66,7 @@ struct Inner {
     state: AgentState,
     http: reqwest::Client,
     permits: Semaphore,
+    body_limit: usize,
     workers: Mutex<HashMap<String, Worker>>,
     /// Messages for the control plane (disable requests).
     outbox: mpsc::Sender<pb::AgentMessage>,
@@ -83,6 +89,7 @@ impl Dispatcher {
                 state,
                 http,
                 permits: Semaphore::new(config.max_concurrency.max(1)),
+                body_limit: config.response_body_limit,
                 workers: Mutex::default(),
                 outbox,
                 cancel,
@@ -151,8 +158,6 @@ impl Inner {
         // Highest sequence handed out; removals are committed asynchronously,
         // so the next read starts after it rather than at the queue head.
         let mut after = 0u64;
-        // Deliveries in a row that failed for good (auto-disable, D5).
-        let mut failed_in_a_row = 0u32;
         // Unordered endpoints only: items in flight, each retried on its own.
         let mut in_flight: JoinSet<Option<Done>> = JoinSet::new();
         loop {
@@ -176,7 +181,7 @@ impl Inner {
                 tokio::select! {
                     _ = notify.notified() => {}
                     Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                        self.settle(joined, &mut failed_in_a_row).await;
+                        self.settle(joined).await;
                     }
                     _ = self.cancel.cancelled() => return,
                 }
@@ -191,16 +196,16 @@ impl Inner {
                     // Ordered: nothing else may be in flight (the endpoint
                     // may just have switched from unordered).
                     while let Some(joined) = in_flight.join_next().await {
-                        self.settle(joined, &mut failed_in_a_row).await;
+                        self.settle(joined).await;
                     }
                     let Some(done) = self.deliver_until_done(&endpoint_id, &item).await else {
                         return; // cancelled
                     };
-                    self.on_done(done, &mut failed_in_a_row).await;
+                    self.on_done(done).await;
                 } else {
                     while in_flight.len() >= ep.max_in_flight as usize {
                         if let Some(joined) = in_flight.join_next().await {
-                            self.settle(joined, &mut failed_in_a_row).await;
+                            self.settle(joined).await;
                         }
                     }
                     let (me, id) = (self.clone(), endpoint_id.clone());
@@ -210,30 +215,27 @@ impl Inner {
         }
     }
 
-    async fn settle(
-        &self,
-        joined: Result<Option<Done>, tokio::task::JoinError>,
-        failed_in_a_row: &mut u32,
-    ) {
+    async fn settle(&self, joined: Result<Option<Done>, tokio::task::JoinError>) {
         if let Ok(Some(done)) = joined {
-            self.on_done(done, failed_in_a_row).await;
+            self.on_done(done).await;
         }
     }
 
-    /// Counts final failures in a row and disables the endpoint at its limit.
-    async fn on_done(&self, done: Done, failed_in_a_row: &mut u32) {
-        match done {
-            Done::Delivered => *failed_in_a_row = 0,
-            Done::FailedForGood { ep, error } => {
-                *failed_in_a_row += 1;
-                if *failed_in_a_row >= ep.disable_after_failures.max(1) {
-                    let reason = format!(
-                        "{failed_in_a_row} deliveries in a row failed for good; last: {error}"
-                    );
-                    if self.disable(&ep, reason).await {
-                        *failed_in_a_row = 0;
-                    }
-                }
+    /// Disables the endpoint when too many deliveries in a row failed for good.
+    async fn on_done(&self, done: Done) {
+        let Done::FailedForGood {
+            ep,
+            error,
+            in_a_row,
+        } = done
+        else {
+            return;
+        };
+        if in_a_row >= ep.disable_after_failures.max(1) {
+            let reason = format!("{in_a_row} deliveries in a row failed for good; last: {error}");
+            if self.disable(&ep, reason).await {
+                // Once enabled again, the endpoint gets a fresh count.
+                self.store.reset_failure_streak(&ep.id).await;
             }
         }
     }
@@ -282,25 +284,28 @@ impl Inner {
     /// is stored before each wait, so a restart continues the schedule. A
     /// 410 Gone disables the endpoint and keeps the item at the head.
     async fn deliver_until_done(&self, endpoint_id: &str, item: &Queued) -> Option<Done> {
-        let mut failed = item.failed;
+        let mut attempts = item.attempts;
         let mut due_ms = item.next_attempt_at_ms;
+        let event = &item.delivery.event_id;
         loop {
             let wait = due_ms.saturating_sub(now_ms());
             if wait > 0 && self.sleep(Duration::from_millis(wait as u64)).await {
                 return None;
             }
             let ep = self.wait_for_config(endpoint_id).await?;
-            let outcome = {
+            let attempted = {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return None;
                 };
-                http::attempt(&self.http, &ep, &item.delivery).await
+                http::attempt(&self.http, &ep, &item.delivery, self.body_limit).await
             };
-            let event = &item.delivery.event_id;
-            let (status, error, retry_after) = match outcome {
+            attempts += 1;
+            let (status, error, retry_after) = match attempted.outcome {
                 Outcome::Delivered { status } => {
-                    tracing::debug!(endpoint = endpoint_id, %event, status, attempt = failed + 1, "delivered");
-                    self.store.remove(endpoint_id, item.seq).await;
+                    tracing::debug!(endpoint = endpoint_id, %event, status, attempt = attempts, "delivered");
+                    self.store
+                        .record_success(endpoint_id, item.seq, attempted.record)
+                        .await;
                     return Some(Done::Delivered);
                 }
                 Outcome::Failed {
@@ -309,30 +314,50 @@ impl Inner {
                     retry_after,
                 } => (status, error, retry_after),
             };
-            if status == Some(410) {
+            let result = if status == Some(410) {
                 // The receiver says the endpoint is gone: stop at once and keep
                 // the item for when an operator enables the endpoint again.
-                self.disable(&ep, "the receiver answered 410 Gone".into())
-                    .await;
-                continue;
-            }
-            failed += 1;
-            let schedule: Vec<u64> = ep.retry_delays_ms.iter().map(|d| u64::from(*d)).collect();
-            let Some(delay) = retry::next_delay(&schedule, failed, retry_after, rand::random())
-            else {
-                tracing::warn!(endpoint = endpoint_id, %event, ?status, %error, attempts = failed, "delivery failed for good; moving on");
-                self.store.remove(endpoint_id, item.seq).await;
-                return Some(Done::FailedForGood { ep, error });
+                AttemptResult::Held
+            } else {
+                let schedule: Vec<u64> = ep.retry_delays_ms.iter().map(|d| u64::from(*d)).collect();
+                match retry::next_delay(&schedule, attempts, retry_after, rand::random()) {
+                    Some(delay) => {
+                        due_ms = now_ms() + delay.as_millis() as i64;
+                        tracing::info!(endpoint = endpoint_id, %event, ?status, %error, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "attempt failed");
+                        AttemptResult::Retry { next_at_ms: due_ms }
+                    }
+                    None => {
+                        tracing::warn!(endpoint = endpoint_id, %event, ?status, %error, attempts, "delivery failed for good; moving on");
+                        AttemptResult::FailedForGood
+                    }
+                }
             };
-            due_ms = now_ms() + delay.as_millis() as i64;
-            tracing::info!(endpoint = endpoint_id, %event, ?status, %error, attempt = failed, retry_in_ms = delay.as_millis() as u64, "attempt failed");
-            if let Err(e) = self
+            // Stored before the wait, so a restart continues the schedule.
+            let in_a_row = match self
                 .store
-                .record_failure(endpoint_id, item.seq, failed, due_ms)
+                .record_failure(endpoint_id, item.seq, attempted.record, result)
                 .await
             {
-                // Not fatal: after a restart the schedule would resume one step early.
-                tracing::error!(endpoint = endpoint_id, %event, error = %e, "cannot store retry state");
+                Ok(n) => n,
+                Err(e) => {
+                    // Not fatal: after a restart the schedule would resume one step early.
+                    tracing::error!(endpoint = endpoint_id, %event, error = %e, "cannot store the attempt");
+                    0
+                }
+            };
+            match result {
+                AttemptResult::FailedForGood => {
+                    return Some(Done::FailedForGood {
+                        ep,
+                        error,
+                        in_a_row,
+                    });
+                }
+                AttemptResult::Held => {
+                    self.disable(&ep, "the receiver answered 410 Gone".into())
+                        .await;
+                }
+                _ => {}
             }
         }
     }
@@ -378,7 +403,10 @@ mod tests {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 http::client().unwrap()
             },
-            DispatchConfig { max_concurrency: 1 },
+            DispatchConfig {
+                max_concurrency: 1,
+                response_body_limit: 1024,
+            },
             outbox,
             CancellationToken::new(),
         );

@@ -10,8 +10,10 @@ use serde_json::value::RawValue;
 
 /// Most response body bytes read (the rest is dropped with the connection).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
+/// What the attempt log shows instead of a secret header value.
+pub const REDACTED: &str = "[redacted]";
 
-/// How an attempt ended.
+/// How an attempt ended, for the retry logic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A 2xx answer.
@@ -28,6 +30,15 @@ pub enum Outcome {
         /// The receiver's `Retry-After` (on 429 and 503), in seconds form.
         retry_after: Option<Duration>,
     },
+}
+
+/// One attempt: its outcome and what the attempt log keeps of it.
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    /// For the retry logic.
+    pub outcome: Outcome,
+    /// For the attempt log (its `number` is left for the caller).
+    pub record: pb::Attempt,
 }
 
 /// Builds the shared HTTP client: pooled keep-alive connections, no
@@ -73,25 +84,116 @@ pub fn body(ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Vec<u8> {
     .to_bytes()
 }
 
-/// Sends one attempt and classifies the result.
+/// Sends one attempt, classifies the result and records what was sent and
+/// received; at most `body_limit` bytes of the response body are kept.
 pub async fn attempt(
     client: &reqwest::Client,
     ep: &pb::DeliveryEndpoint,
     d: &pb::Delivery,
-) -> Outcome {
-    let timestamp = herald_shared::time::now_ms() / 1000;
+    body_limit: usize,
+) -> Attempted {
+    let started_at_ms = herald_shared::time::now_ms();
+    let started = std::time::Instant::now();
+    let mut record = pb::Attempt {
+        started_at_ms,
+        method: if ep.use_get { "GET" } else { "POST" }.into(),
+        url: loggable_url(&ep.url),
+        ..Default::default()
+    };
+    let failed = |mut record: pb::Attempt, kind: pb::ErrorKind, error: String| {
+        record.duration_ms = elapsed_ms(started);
+        record.error_kind = kind as i32;
+        record.error = error.clone();
+        Attempted {
+            outcome: Outcome::Failed {
+                status: None,
+                error,
+                retry_after: None,
+            },
+            record,
+        }
+    };
+    let request = match build_request(client, ep, d, started_at_ms / 1000) {
+        Ok(r) => r,
+        Err(e) => return failed(record, pb::ErrorKind::Other, e),
+    };
+    record.request_headers = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            let secret = k == reqwest::header::AUTHORIZATION || ep.headers.contains_key(k.as_str());
+            let value = if secret {
+                REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (k.as_str().to_string(), value)
+        })
+        .collect();
+
+    let mut resp = match client.execute(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let (kind, text) = classify(&e);
+            return failed(record, kind, text);
+        }
+    };
+    let status = resp.status().as_u16();
+    record.response_status = u32::from(status);
+    for (k, v) in resp.headers() {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        record
+            .response_headers
+            .entry(k.as_str().to_string())
+            .and_modify(|old| {
+                old.push_str(", ");
+                old.push_str(&v);
+            })
+            .or_insert_with(|| v.into_owned());
+    }
+    let retry_after = matches!(status, 429 | 503)
+        .then(|| resp.headers().get("retry-after"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    // Read a bounded body (so the connection can be reused) and keep its start.
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while let Ok(Some(c)) = resp.chunk().await {
+        read += c.len();
+        let room = body_limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&c[..c.len().min(room)]);
+        if read > MAX_RESPONSE_BODY {
+            break;
+        }
+    }
+    record.response_body_truncated = read > kept.len();
+    record.response_body = String::from_utf8_lossy(&kept).into_owned();
+    record.duration_ms = elapsed_ms(started);
+    let outcome = if (200..300).contains(&status) {
+        Outcome::Delivered { status }
+    } else {
+        record.error_kind = pb::ErrorKind::Status as i32;
+        record.error = format!("status {status}");
+        Outcome::Failed {
+            status: Some(status),
+            error: record.error.clone(),
+            retry_after,
+        }
+    };
+    Attempted { outcome, record }
+}
+
+/// The signed request for one attempt.
+fn build_request(
+    client: &reqwest::Client,
+    ep: &pb::DeliveryEndpoint,
+    d: &pb::Delivery,
+    timestamp: i64,
+) -> Result<reqwest::Request, String> {
     let body = if ep.use_get { Vec::new() } else { body(ep, d) };
-    let signature =
-        match signing::signature_header(&ep.signing_secrets, &d.event_id, timestamp, &body) {
-            Ok(s) => s,
-            Err(e) => {
-                return Outcome::Failed {
-                    status: None,
-                    error: format!("signing: {e}"),
-                    retry_after: None,
-                };
-            }
-        };
+    let signature = signing::signature_header(&ep.signing_secrets, &d.event_id, timestamp, &body)
+        .map_err(|e| format!("signing: {e}"))?;
     let mut req = if ep.use_get {
         client.get(&ep.url)
     } else {
@@ -103,44 +205,28 @@ pub async fn attempt(
     for (k, v) in &ep.headers {
         req = req.header(k, v);
     }
-    req = req
-        .header("webhook-id", &d.event_id)
+    req.header("webhook-id", &d.event_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
-        .timeout(Duration::from_millis(u64::from(ep.timeout_ms.max(100))));
+        .timeout(Duration::from_millis(u64::from(ep.timeout_ms.max(100))))
+        .build()
+        // reqwest's text would hold the URL; say only what kind of problem it was.
+        .map_err(|e| format!("cannot build the request: {}", classify(&e).1))
+}
 
-    let mut resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return Outcome::Failed {
-                status: None,
-                error: error_text(&e),
-                retry_after: None,
-            };
+fn elapsed_ms(since: std::time::Instant) -> u32 {
+    u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
+
+/// The URL without user info, which may hold a password.
+fn loggable_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
         }
-    };
-    let status = resp.status().as_u16();
-    let retry_after = matches!(status, 429 | 503)
-        .then(|| resp.headers().get("retry-after"))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    // Read a bounded body so the connection can be reused.
-    let mut read = 0usize;
-    while let Ok(Some(c)) = resp.chunk().await {
-        read += c.len();
-        if read > MAX_RESPONSE_BODY {
-            break;
-        }
-    }
-    if (200..300).contains(&status) {
-        Outcome::Delivered { status }
-    } else {
-        Outcome::Failed {
-            status: Some(status),
-            error: format!("status {status}"),
-            retry_after,
-        }
+        Err(_) => String::new(),
     }
 }
 
@@ -150,24 +236,47 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-fn error_text(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "request"
-    };
-    // Walk the causes rather than print `e`, whose text holds the URL and
-    // so may leak a token in its query.
-    let mut text = kind.to_string();
+/// The kind of a transport error and a description of it. The causes are
+/// walked rather than `e` printed, as its text holds the URL and so may
+/// leak a token in its query.
+fn classify(e: &reqwest::Error) -> (pb::ErrorKind, String) {
+    let mut text = String::new();
+    let mut tls = false;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        text.push_str(": ");
+        tls |= s.downcast_ref::<rustls::Error>().is_some()
+            || s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    let kind = if e.is_timeout() {
+        pb::ErrorKind::Timeout
+    } else if tls {
+        pb::ErrorKind::Tls
+    } else if text.contains("dns error") {
+        pb::ErrorKind::Dns
+    } else if e.is_connect() {
+        pb::ErrorKind::Connect
+    } else {
+        pb::ErrorKind::Other
+    };
+    let label = match kind {
+        pb::ErrorKind::Timeout => "timeout",
+        pb::ErrorKind::Tls => "tls",
+        pb::ErrorKind::Dns => "dns",
+        pb::ErrorKind::Connect => "connect",
+        _ => "request",
+    };
+    if text.is_empty() {
+        (kind, label.to_string())
+    } else {
+        (kind, format!("{label}: {text}"))
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +289,14 @@ mod tests {
         assert_eq!(parse_retry_after(" 5 "), Some(Duration::from_secs(5)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn logged_urls_carry_no_password() {
+        assert_eq!(
+            loggable_url("https://user:pw@example.com/hook?x=1"),
+            "https://example.com/hook?x=1"
+        );
+        assert_eq!(loggable_url("not a url"), "");
     }
 }

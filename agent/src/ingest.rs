@@ -57,7 +57,7 @@ impl AgentIngest for Ingest {
             self.state.check_owner(r.epoch, d.slot)?;
         }
         let inserted = self.store.insert(r.deliveries).await?;
-        for ep in &inserted.endpoints {
+        for (ep, _) in &inserted.endpoints {
             self.dispatcher.wake(ep);
         }
         Ok(Response::new(pb::IngestResponse {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod membership;
+pub mod query;
 pub mod server;
 pub mod state;
 pub mod store;

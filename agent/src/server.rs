@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use herald_proto::v1::agent_ingest_server::AgentIngestServer;
+use herald_proto::v1::agent_query_server::AgentQueryServer;
 use herald_shared::model::AgentRecord;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -14,8 +15,9 @@ use crate::config::Config;
 use crate::control::ControlLoop;
 use crate::dispatcher::{DispatchConfig, Dispatcher};
 use crate::ingest::Ingest;
+use crate::query::Query;
 use crate::state::AgentState;
-use crate::store::{DEDUP_WINDOW_MS, Store};
+use crate::store::{DEDUP_WINDOW_MS, Retention, Store};
 
 /// Runs the agent until `cancel` fires. `on_listening` is told the bound
 /// ingest address.
@@ -38,6 +40,7 @@ pub async fn run(
         crate::http::client()?,
         DispatchConfig {
             max_concurrency: config.max_concurrency,
+            response_body_limit: config.response_body_limit,
         },
         outbox,
         cancel.clone(),
@@ -83,8 +86,20 @@ pub async fn run(
     };
     tokio::spawn(control.run(cancel.clone()));
     tokio::spawn(prune_loop(store.clone(), cancel.clone()));
+    tokio::spawn(retention_loop(
+        store.clone(),
+        Retention {
+            max_age_ms: i64::try_from(config.log_retention_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            max_finished: config.log_max_deliveries,
+        },
+        cancel.clone(),
+    ));
 
     on_listening(addr);
+    let query = Query {
+        store: store.clone(),
+    };
     let ingest = Ingest {
         store,
         state,
@@ -93,6 +108,7 @@ pub async fn run(
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(AgentIngestServer::new(ingest))
+        .add_service(AgentQueryServer::new(query))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
         .await?;
     // Let membership revoke its lease so our slots move at once.
@@ -125,5 +141,28 @@ async fn prune_loop(store: Store, cancel: CancellationToken) {
         store
             .prune_seen(herald_shared::time::now_ms() - DEDUP_WINDOW_MS)
             .await;
+    }
+}
+
+/// Applies log retention: often enough that a short retention (as in tests)
+/// holds closely, at most once a minute otherwise.
+async fn retention_loop(store: Store, retention: Retention, cancel: CancellationToken) {
+    let every = Duration::from_millis((retention.max_age_ms / 4).clamp(200, 60_000) as u64);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        // Whole batches mean more is due; go on without waiting.
+        loop {
+            match store.retain(retention).await {
+                Ok(n) if n >= 5_000 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "log retention failed");
+                    break;
+                }
+            }
+        }
     }
 }

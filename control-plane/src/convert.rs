@@ -58,6 +58,7 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
                 pb::Ordering::Unordered
             } as i32,
             max_in_flight: rec.max_in_flight,
+            queue_while_disabled: rec.queue_while_disabled,
         }),
         disabled_reason: rec.disabled_reason.clone(),
         disabled_at_ms: rec.disabled_at_ms,

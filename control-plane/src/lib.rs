@@ -2,9 +2,11 @@
 //! in etcd, mirrors it in memory through a watch, plans the slot map, and
 //! routes each publish to the agents that own the matched endpoints.
 
+pub mod agent_clients;
 pub mod api;
 pub mod config;
 pub mod convert;
+pub mod delivery_log;
 pub mod error;
 pub mod router;
 pub mod server;

@@ -7,52 +7,33 @@
 //! so re-sending a share after a partial failure never duplicates.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1 as pb;
-use herald_proto::v1::agent_ingest_client::AgentIngestClient;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 
+use crate::agent_clients::AgentClients;
 use crate::error::{Error, Result};
 use crate::view::ViewHandle;
 
 /// Sends deliveries to their owning agents. One per process.
 pub struct Router {
     view: ViewHandle,
-    clients: Mutex<HashMap<String, AgentIngestClient<Channel>>>,
+    clients: Arc<AgentClients>,
     /// How long a publish keeps re-routing before it answers UNAVAILABLE.
     retry_for: Duration,
-    /// Deadline of one ingest call.
-    call_timeout: Duration,
 }
 
 impl Router {
     /// A router over `view`.
-    pub fn new(view: ViewHandle, retry_for: Duration) -> Self {
+    pub fn new(view: ViewHandle, clients: Arc<AgentClients>, retry_for: Duration) -> Self {
         Router {
             view,
-            clients: Mutex::default(),
+            clients,
             retry_for,
-            call_timeout: Duration::from_secs(10),
         }
-    }
-
-    fn client(&self, addr: &str) -> Result<AgentIngestClient<Channel>> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(addr) {
-            return Ok(c.clone());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::Unavailable(format!("bad agent address {addr}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(self.call_timeout)
-            .tcp_nodelay(true);
-        let c = AgentIngestClient::new(endpoint.connect_lazy());
-        clients.insert(addr.to_string(), c.clone());
-        Ok(c)
     }
 
     /// Stores every delivery on its owning agent, or fails UNAVAILABLE.
@@ -68,7 +49,7 @@ impl Router {
 
             let mut calls = JoinSet::new();
             for (addr, batch) in groups {
-                let mut client = self.client(&addr)?;
+                let mut client = self.clients.ingest(&addr)?;
                 calls.spawn(async move {
                     let req = pb::IngestRequest {
                         epoch,

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use herald_proto::v1::{
     agent_control_server::AgentControlServer, catalog_service_server::CatalogServiceServer,
-    endpoint_service_server::EndpointServiceServer, publish_service_server::PublishServiceServer,
-    tenant_service_server::TenantServiceServer,
+    delivery_service_server::DeliveryServiceServer, endpoint_service_server::EndpointServiceServer,
+    publish_service_server::PublishServiceServer, tenant_service_server::TenantServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_clients::AgentClients;
 use crate::api::Api;
 use crate::config::Config;
+use crate::delivery_log::DeliveryLog;
 use crate::router::Router;
 use crate::store::Store;
 use crate::view::ViewHandle;
@@ -50,10 +52,16 @@ pub async fn run(
         anyhow::bail!("could not load config from etcd within 30 s");
     }
 
-    let router = Router::new(view.clone(), Duration::from_millis(config.publish_retry_ms));
+    let clients = Arc::new(AgentClients::default());
+    let router = Router::new(
+        view.clone(),
+        clients.clone(),
+        Duration::from_millis(config.publish_retry_ms),
+    );
+    let log = DeliveryLog::new(view.clone(), clients);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let api = Api::new(store, view, router, config);
+    let api = Api::new(store, view, router, log, config);
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
 
@@ -63,6 +71,7 @@ pub async fn run(
         .add_service(TenantServiceServer::new(api.clone()))
         .add_service(EndpointServiceServer::new(api.clone()))
         .add_service(PublishServiceServer::new(api.clone()))
+        .add_service(DeliveryServiceServer::new(api.clone()))
         .add_service(AgentControlServer::new(api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
         .await?;

@@ -213,6 +213,7 @@ pub fn endpoint_spec(
         name: spec.name,
         max_in_flight,
         disable_after_failures,
+        queue_while_disabled: spec.queue_while_disabled,
         retry_schedule_ms,
         description: spec.description,
         url: spec.url,

@@ -61,6 +61,22 @@ pub fn random_event_id() -> String {
     format!("evt_{}", hex(&rand::random::<[u8; 16]>()))
 }
 
+/// The delivery id of an event for an endpoint: a pure function of the
+/// pair, so a re-sent publish (or a handed-over queue) maps to the same
+/// delivery on any agent.
+pub fn delivery_id_for(endpoint_id: &str, event_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(endpoint_id.as_bytes());
+    h.update([0u8]);
+    h.update(event_id.as_bytes());
+    format!("dlv_{}", hex(&h.finalize()[..12]))
+}
+
+/// A fresh random delivery id, for a resend or a test event.
+pub fn random_delivery_id() -> String {
+    format!("dlv_{}", hex(&rand::random::<[u8; 12]>()))
+}
+
 /// A fresh random endpoint id.
 pub fn new_endpoint_id() -> String {
     format!("ep_{}", hex(&rand::random::<[u8; 12]>()))
@@ -101,5 +117,16 @@ mod tests {
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(event_id_for_key("ab", "c"), event_id_for_key("a", "bc"));
         assert_ne!(random_event_id(), random_event_id());
+    }
+
+    #[test]
+    fn delivery_id_is_deterministic_per_endpoint_and_event() {
+        let a = delivery_id_for("ep_1", "evt_1");
+        assert_eq!(a, delivery_id_for("ep_1", "evt_1"));
+        assert_ne!(a, delivery_id_for("ep_2", "evt_1"));
+        assert_ne!(a, delivery_id_for("ep_1", "evt_2"));
+        assert!(a.starts_with("dlv_") && a.len() == 28, "{a}");
+        assert!(validate_name(&a).is_ok());
+        assert_ne!(random_delivery_id(), random_delivery_id());
     }
 }

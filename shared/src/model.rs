@@ -65,7 +65,7 @@ pub struct EndpointRecord {
     pub url: String,
     /// POST or GET.
     pub method: Method,
-    /// Disabled endpoints match no publishes.
+    /// Disabled endpoints are not delivered to (see `queue_while_disabled`).
     pub enabled: bool,
     /// Subscribed event type names and patterns.
     pub event_types: Vec<String>,
@@ -84,6 +84,8 @@ pub struct EndpointRecord {
     pub max_in_flight: u32,
     /// Deliveries failed for good in a row before Herald disables it.
     pub disable_after_failures: u32,
+    /// While disabled, new events still queue for it (default: they skip it).
+    pub queue_while_disabled: bool,
     /// Why Herald disabled it; empty otherwise.
     pub disabled_reason: String,
     /// When Herald disabled it (ms), 0 otherwise.
@@ -102,6 +104,11 @@ impl EndpointRecord {
         self.retry_schedule_ms
             .clone()
             .unwrap_or_else(|| crate::retry::DEFAULT_SCHEDULE_MS.to_vec())
+    }
+
+    /// Whether publishes should queue for this endpoint at all now.
+    pub fn accepts_events(&self) -> bool {
+        self.enabled || self.queue_while_disabled
     }
 
     /// Whether this endpoint wants events of type `name`.

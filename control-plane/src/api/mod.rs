@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::delivery_log::DeliveryLog;
 use crate::error::{Error, Result};
 use crate::router::Router;
 use crate::store::Store;
@@ -11,6 +12,7 @@ use crate::view::ViewHandle;
 
 pub mod agent_session;
 pub mod catalog;
+pub mod deliveries;
 pub mod endpoints;
 pub mod publish;
 pub mod tenants;
@@ -25,17 +27,25 @@ struct Inner {
     store: Store,
     view: ViewHandle,
     router: Router,
+    log: DeliveryLog,
     config: Config,
 }
 
 impl Api {
     /// Wires the handlers to their dependencies.
-    pub fn new(store: Store, view: ViewHandle, router: Router, config: Config) -> Self {
+    pub fn new(
+        store: Store,
+        view: ViewHandle,
+        router: Router,
+        log: DeliveryLog,
+        config: Config,
+    ) -> Self {
         Api {
             inner: Arc::new(Inner {
                 store,
                 view,
                 router,
+                log,
                 config,
             }),
         }

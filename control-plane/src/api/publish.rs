@@ -87,7 +87,9 @@ impl Api {
                 .get(&r.tenant_id)
                 .map(|eps| {
                     eps.values()
-                        .filter(|e| e.record.enabled && e.record.subscribes_to(&r.event_type))
+                        .filter(|e| {
+                            e.record.accepts_events() && e.record.subscribes_to(&r.event_type)
+                        })
                         .map(|e| (e.record.id.clone(), e.slot))
                         .collect::<Vec<_>>()
                 })
@@ -110,6 +112,10 @@ impl Api {
                     r.occurred_at_ms
                 },
                 published_at_ms,
+                // The agent derives it from (endpoint, event id).
+                delivery_id: String::new(),
+                resend_of: String::new(),
+                test: false,
             })
             .collect();
         Ok((event_id, deliveries))

@@ -1,0 +1,210 @@
+//! The agent's durable store (redb): per-endpoint queues, retry state, the
+//! delivery and attempt log, endpoint counters and idempotency records.
+//!
+//! Persisted: every accepted delivery, its state and every attempt, until
+//! retention drops it after it finished (never while it is queued); the
+//! counters of each endpoint; (endpoint, delivery id) pairs for 24 h.
+//! Workers re-read their queues from here after a restart.
+//!
+//! All writes go through one writer thread ([`write`]) that commits them in
+//! groups; reads ([`read`]) use their own read transactions and never wait
+//! for it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use herald_proto::v1 as pb;
+use redb::{Database, ReadableDatabase};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+mod read;
+mod tables;
+mod write;
+
+pub use read::ListPage;
+use write::WriteOp;
+
+/// How long an (endpoint, delivery id) pair is remembered.
+pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// A queued delivery and its place in its endpoint's queue.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// Position in the queue.
+    pub seq: u64,
+    /// The delivery.
+    pub delivery: pb::Delivery,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (ms since the epoch; 0: now).
+    pub next_attempt_at_ms: i64,
+}
+
+/// What an insert did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// Endpoints that got new work, with how many deliveries each.
+    pub endpoints: Vec<(String, u64)>,
+    /// How many were stored.
+    pub stored: u32,
+    /// How many were already held and dropped.
+    pub duplicates: u32,
+}
+
+/// What an attempt means for its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// Delivered: the delivery is finished.
+    Succeeded,
+    /// Failed; the next attempt is due at this time.
+    Retry {
+        /// ms since the epoch.
+        next_at_ms: i64,
+    },
+    /// Failed, and the delivery waits at the head until its endpoint is
+    /// enabled again (410 Gone).
+    Held,
+    /// Failed, and the retry schedule is spent: the delivery is finished.
+    FailedForGood,
+}
+
+/// Retention of the delivery log.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Finished deliveries are kept this long (ms).
+    pub max_age_ms: i64,
+    /// At most this many finished deliveries are kept (the oldest go first).
+    pub max_finished: u64,
+}
+
+/// Handle to the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: mpsc::Sender<WriteOp>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = Database::create(dir.join("herald-agent.redb")).map_err(redb::Error::from)?;
+        let tx = db.begin_write().map_err(redb::Error::from)?;
+        {
+            use tables::*;
+            // Create every table, so readers never meet a missing one.
+            tx.open_table(DELIVERIES).map_err(redb::Error::from)?;
+            tx.open_table(IDS).map_err(redb::Error::from)?;
+            tx.open_table(STATE).map_err(redb::Error::from)?;
+            tx.open_table(QUEUE).map_err(redb::Error::from)?;
+            tx.open_table(BY_ENDPOINT).map_err(redb::Error::from)?;
+            tx.open_table(BY_TENANT).map_err(redb::Error::from)?;
+            tx.open_table(ATTEMPTS).map_err(redb::Error::from)?;
+            tx.open_table(DONE).map_err(redb::Error::from)?;
+            tx.open_table(SEEN).map_err(redb::Error::from)?;
+            tx.open_table(STATS).map_err(redb::Error::from)?;
+            tx.open_table(META).map_err(redb::Error::from)?;
+        }
+        tx.commit().map_err(redb::Error::from)?;
+        let db = Arc::new(db);
+        let (writer, rx) = mpsc::channel(8192);
+        let wdb = db.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write::writer_loop(&wdb, rx))
+            .map_err(|e| Error::Store(redb::Error::Io(e)))?;
+        Ok(Store { db, writer })
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(op(tx))
+            .await
+            .map_err(|_| Error::WriterGone)?;
+        rx.await.map_err(|_| Error::WriterGone)?
+    }
+
+    /// Stores deliveries durably; those already held for (endpoint,
+    /// delivery id) are dropped. A delivery without an id gets the one
+    /// derived from (endpoint, event id). Returns once the commit is on disk.
+    pub async fn insert(&self, deliveries: Vec<pb::Delivery>) -> Result<Inserted> {
+        self.call(|tx| WriteOp::Insert(deliveries, tx)).await
+    }
+
+    /// Records an attempt. For a failure it returns once the retry state is
+    /// on disk, with how many of the endpoint's deliveries in a row have now
+    /// failed for good.
+    pub async fn record_failure(
+        &self,
+        endpoint_id: &str,
+        seq: u64,
+        record: pb::Attempt,
+        result: AttemptResult,
+    ) -> Result<u32> {
+        self.call(|tx| WriteOp::Attempt {
+            endpoint_id: endpoint_id.to_string(),
+            seq,
+            record: Box::new(record),
+            result,
+            reply: Some(tx),
+        })
+        .await
+    }
+
+    /// Records a successful attempt without waiting for the commit: if the
+    /// agent dies first, the delivery is made again (at least once) and
+    /// that attempt is recorded instead.
+    pub async fn record_success(&self, endpoint_id: &str, seq: u64, record: pb::Attempt) {
+        let _ = self
+            .writer
+            .send(WriteOp::Attempt {
+                endpoint_id: endpoint_id.to_string(),
+                seq,
+                record: Box::new(record),
+                result: AttemptResult::Succeeded,
+                reply: None,
+            })
+            .await;
+    }
+
+    /// Starts counting the endpoint's failed deliveries in a row over (it
+    /// was disabled for them).
+    pub async fn reset_failure_streak(&self, endpoint_id: &str) {
+        let _ = self
+            .writer
+            .send(WriteOp::ResetStreak(endpoint_id.to_string()))
+            .await;
+    }
+
+    /// Drops everything held for a deleted endpoint; returns how many
+    /// queued deliveries went with it.
+    pub async fn purge(&self, endpoint_id: &str) -> Result<u64> {
+        self.call(|tx| WriteOp::Purge(endpoint_id.to_string(), tx))
+            .await
+    }
+
+    /// Forgets idempotency records older than `cutoff_ms`.
+    pub async fn prune_seen(&self, cutoff_ms: i64) {
+        let _ = self.writer.send(WriteOp::PruneSeen(cutoff_ms)).await;
+    }
+
+    /// Applies log retention once; returns how many finished deliveries
+    /// were dropped (at most a batch: call again while it returns a batch).
+    pub async fn retain(&self, r: Retention) -> Result<u64> {
+        self.call(|tx| WriteOp::Retain {
+            cutoff_ms: herald_shared::time::now_ms() - r.max_age_ms,
+            max_finished: r.max_finished,
+            reply: tx,
+        })
+        .await
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        Ok(self.db.begin_read().map_err(redb::Error::from)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+use super::*;
+
+fn delivery(ep: &str, event: &str) -> pb::Delivery {
+    pb::Delivery {
+        endpoint_id: ep.into(),
+        tenant_id: "acme".into(),
+        event_id: event.into(),
+        event_type: "invoice.paid".into(),
+        payload_json: "{}".into(),
+        ..Default::default()
+    }
+}
+
+fn attempt(status: u32) -> pb::Attempt {
+    pb::Attempt {
+        started_at_ms: 1,
+        response_status: status,
+        response_body: "x".repeat(1000),
+        ..Default::default()
+    }
+}
+
+async fn reopen(dir: &Path) -> Store {
+    // The writer thread lets go of the file once the last handle drops.
+    loop {
+        match Store::open(dir) {
+            Ok(s) => return s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn insert_dedup_order_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        let r = s
+            .insert(vec![
+                delivery("a", "e1"),
+                delivery("b", "e1"),
+                delivery("a", "e2"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((r.stored, r.duplicates), (3, 0));
+        let r = s
+            .insert(vec![delivery("a", "e1"), delivery("a", "e3")])
+            .await
+            .unwrap();
+        assert_eq!((r.stored, r.duplicates), (1, 1));
+        let a = s.pending("a", 0, 10).unwrap();
+        let events: Vec<_> = a.iter().map(|q| q.delivery.event_id.as_str()).collect();
+        assert_eq!(events, ["e1", "e2", "e3"]);
+        let streak = s
+            .record_failure(
+                "a",
+                a[1].seq,
+                attempt(500),
+                AttemptResult::Retry { next_at_ms: 1234 },
+            )
+            .await
+            .unwrap();
+        assert_eq!(streak, 0, "a retry is not a delivery failed for good");
+        s.record_success("a", a[0].seq, attempt(200)).await;
+        // A later insert is ordered behind the success by the single writer.
+        s.insert(vec![]).await.unwrap();
+    }
+    let s = reopen(dir.path()).await;
+    let a = s.pending("a", 0, 10).unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[0].delivery.event_id, "e2");
+    assert_eq!(
+        (a[0].attempts, a[0].next_attempt_at_ms),
+        (1, 1234),
+        "retry state survives"
+    );
+    assert_eq!((a[1].attempts, a[1].next_attempt_at_ms), (0, 0));
+    assert_eq!(s.endpoints_with_pending().unwrap(), ["a", "b"]);
+    let st = s.stats("a").unwrap();
+    assert_eq!(
+        (
+            st.events,
+            st.attempts,
+            st.successes,
+            st.failures,
+            st.queue_depth
+        ),
+        (3, 2, 1, 0, 2),
+        "counters survive: {st:?}"
+    );
+    assert_eq!(
+        st.failures_since_last_success, 0,
+        "the success came after the failure"
+    );
+    assert_eq!(st.last_failure.as_ref().unwrap().status_code, 500);
+    assert_eq!(st.last_failure.as_ref().unwrap().response_body.len(), 256);
+    assert_eq!(s.purge("a").await.unwrap(), 2);
+    assert_eq!(s.endpoints_with_pending().unwrap(), ["b"]);
+    assert_eq!(s.queue_len().unwrap(), 1);
+    assert_eq!(s.stats("a").unwrap().events, 0, "purge drops the counters");
+    // The idempotency record outlives the delivery, until pruned.
+    assert_eq!(
+        s.insert(vec![delivery("a", "e2")])
+            .await
+            .unwrap()
+            .duplicates,
+        1
+    );
+    s.prune_seen(i64::MAX).await;
+    assert_eq!(s.insert(vec![delivery("a", "e2")]).await.unwrap().stored, 1);
+}
+
+#[tokio::test]
+async fn log_records_attempts_and_final_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.insert(vec![delivery("a", "e1"), delivery("a", "e2")])
+        .await
+        .unwrap();
+    let q = s.pending("a", 0, 10).unwrap();
+    s.record_failure(
+        "a",
+        q[0].seq,
+        attempt(503),
+        AttemptResult::Retry { next_at_ms: 5 },
+    )
+    .await
+    .unwrap();
+    s.record_success("a", q[0].seq, attempt(200)).await;
+    s.record_failure("a", q[1].seq, attempt(500), AttemptResult::FailedForGood)
+        .await
+        .unwrap();
+    let id0 = &q[0].delivery.delivery_id;
+    let d = s.get("acme", id0).unwrap().unwrap();
+    let sum = d.summary.unwrap();
+    assert_eq!(sum.status, pb::DeliveryStatus::Succeeded as i32);
+    let numbers: Vec<_> = d
+        .attempts
+        .iter()
+        .map(|a| (a.number, a.response_status))
+        .collect();
+    assert_eq!(numbers, [(1, 503), (2, 200)]);
+    assert!(s.get("globex", id0).unwrap().is_none(), "tenant-scoped");
+    let st = s.stats("a").unwrap();
+    assert_eq!(
+        (st.successes, st.failures, st.deliveries_failed_in_a_row),
+        (1, 1, 1)
+    );
+    assert_eq!(st.queue_depth, 0);
+    assert_eq!(st.next_attempt_at_ms, 0);
+    s.reset_failure_streak("a").await;
+    s.insert(vec![]).await.unwrap();
+    assert_eq!(s.stats("a").unwrap().deliveries_failed_in_a_row, 0);
+    let failed = s
+        .list(
+            &pb::ListDeliveriesRequest {
+                tenant_id: "acme".into(),
+                statuses: vec![pb::DeliveryStatus::Failed as i32],
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .unwrap();
+    assert_eq!(failed.deliveries.len(), 1);
+    assert_eq!(failed.deliveries[0].event_id, "e2");
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let mut all = Vec::new();
+    for i in 0..50 {
+        let mut d = delivery(if i % 2 == 0 { "a" } else { "b" }, &format!("e{i}"));
+        // Several share a millisecond: the id breaks the tie.
+        d.published_at_ms = 1000 + i / 3;
+        all.push(d);
+    }
+    s.insert(all).await.unwrap();
+    let filter = pb::ListDeliveriesRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.list(&filter, cursor.as_ref(), 7).unwrap();
+        seen.extend(
+            page.deliveries
+                .iter()
+                .map(|d| (d.created_at_ms, d.delivery_id.clone())),
+        );
+        match page.scanned_to {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 50);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 50, "each once");
+    let only_b = s
+        .list(
+            &pb::ListDeliveriesRequest {
+                endpoint_id: "b".into(),
+                since_ms: 1005,
+                until_ms: 1010,
+                ..filter.clone()
+            },
+            None,
+            100,
+        )
+        .unwrap();
+    assert!(only_b.scanned_to.is_none());
+    assert!(!only_b.deliveries.is_empty());
+    assert!(
+        only_b
+            .deliveries
+            .iter()
+            .all(|d| d.endpoint_id == "b" && (1005..1010).contains(&d.created_at_ms))
+    );
+}
+
+#[tokio::test]
+async fn retention_drops_finished_deliveries_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.insert((0..10).map(|i| delivery("a", &format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    let q = s.pending("a", 0, 10).unwrap();
+    for item in &q[..8] {
+        s.record_success("a", item.seq, attempt(200)).await;
+    }
+    let keep = Retention {
+        max_age_ms: i64::MAX / 2,
+        max_finished: 3,
+    };
+    assert_eq!(s.retain(keep).await.unwrap(), 5, "the 5 oldest finished go");
+    assert!(s.get("acme", &q[0].delivery.delivery_id).unwrap().is_none());
+    assert!(s.get("acme", &q[7].delivery.delivery_id).unwrap().is_some());
+    let all = Retention {
+        max_age_ms: -1_000,
+        max_finished: 0,
+    };
+    assert_eq!(s.retain(all).await.unwrap(), 3);
+    let left = s
+        .list(
+            &pb::ListDeliveriesRequest {
+                tenant_id: "acme".into(),
+                ..Default::default()
+            },
+            None,
+            100,
+        )
+        .unwrap();
+    assert_eq!(
+        left.deliveries.len(),
+        2,
+        "queued deliveries are never dropped"
+    );
+    assert_eq!(s.pending("a", 0, 10).unwrap().len(), 2);
+}
