@@ -214,6 +214,21 @@ fn build_request(
         .map_err(|e| format!("cannot build the request: {}", classify(&e).1))
 }
 
+/// Whether `e` is a rustls error, possibly inside (nested) I/O errors, as
+/// the TLS stack hands it up.
+fn is_rustls(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_rustls(inner),
+        None => false,
+    }
+}
+
 fn elapsed_ms(since: std::time::Instant) -> u32 {
     u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
 }
@@ -244,10 +259,7 @@ fn classify(e: &reqwest::Error) -> (pb::ErrorKind, String) {
     let mut tls = false;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        tls |= s.downcast_ref::<rustls::Error>().is_some()
-            || s.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        tls |= is_rustls(s);
         if !text.is_empty() {
             text.push_str(": ");
         }

@@ -11,6 +11,7 @@ use herald_proto::v1::{
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use crate::delivery;
 use crate::output::{Format, json_text, time};
 
 /// HTTP method used for deliveries.
@@ -54,6 +55,10 @@ pub enum Cmd {
         /// Per-attempt timeout in ms (0 = server default).
         #[arg(long, default_value_t = 0)]
         timeout_ms: u32,
+        /// While the endpoint is disabled, keep queueing new events for it
+        /// (delivered in order once it is enabled again).
+        #[arg(long)]
+        queue_while_disabled: bool,
     },
     /// Lists a tenant's endpoints.
     List {
@@ -78,6 +83,28 @@ pub enum Cmd {
         /// Endpoint id.
         #[arg(long)]
         id: String,
+    },
+    /// Queues a test event for an enabled endpoint now; prints the delivery
+    /// and event ids.
+    Test {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Event type in the catalog whose example payload is sent
+        /// (default: the built-in "herald.ping").
+        #[arg(long)]
+        event_type: Option<String>,
+    },
+    /// Shows an endpoint's delivery counters and its last success and
+    /// failure.
+    Stats {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id.
+        endpoint_id: String,
     },
 }
 
@@ -116,6 +143,7 @@ fn to_json(e: &Endpoint) -> Value {
         "headers": s.headers,
         "custom_data": json_text(&s.custom_data_json),
         "timeout_ms": s.timeout_ms,
+        "queue_while_disabled": s.queue_while_disabled,
         "labels": s.labels,
         "created_at_ms": e.created_at_ms,
         "updated_at_ms": e.updated_at_ms,
@@ -155,6 +183,7 @@ fn detail_rows(e: &Endpoint) -> Vec<Vec<String>> {
         ("headers", headers.join(" ")),
         ("custom data", s.custom_data_json.clone()),
         ("timeout ms", s.timeout_ms.to_string()),
+        ("queue while disabled", s.queue_while_disabled.to_string()),
         ("created", time(e.created_at_ms)),
         ("updated", time(e.updated_at_ms)),
         ("revision", e.revision.to_string()),
@@ -167,7 +196,7 @@ fn detail_rows(e: &Endpoint) -> Vec<Vec<String>> {
 
 /// Runs one endpoint subcommand.
 pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
-    let mut client = EndpointServiceClient::new(channel);
+    let mut client = EndpointServiceClient::new(channel.clone());
     match cmd {
         Cmd::Create {
             tenant,
@@ -179,6 +208,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             headers,
             custom_data_json,
             timeout_ms,
+            queue_while_disabled,
         } => {
             let spec = EndpointSpec {
                 name,
@@ -192,6 +222,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
                 headers: headers.into_iter().collect(),
                 custom_data_json: custom_data_json.unwrap_or_default(),
                 timeout_ms,
+                queue_while_disabled,
                 ..Default::default()
             };
             let req = CreateEndpointRequest {
@@ -229,6 +260,15 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             client.delete_endpoint(req).await?;
             out.emit_message(&json!({ "deleted": id }), &format!("deleted endpoint {id}"));
         }
+        Cmd::Test {
+            tenant,
+            endpoint_id,
+            event_type,
+        } => delivery::send_test(channel, out, tenant, endpoint_id, event_type).await?,
+        Cmd::Stats {
+            tenant,
+            endpoint_id,
+        } => delivery::stats(channel, out, tenant, endpoint_id).await?,
     }
     Ok(())
 }

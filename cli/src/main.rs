@@ -1,7 +1,9 @@
 //! `herald`: the Herald operator CLI. It manages event types, tenants and
-//! endpoints over the control plane's gRPC API, publishes events, and runs a
-//! sample webhook receiver that verifies Standard Webhooks signatures.
+//! endpoints over the control plane's gRPC API, publishes events, inspects
+//! and resends deliveries, and runs a sample webhook receiver that verifies
+//! Standard Webhooks signatures.
 
+mod delivery;
 mod endpoint;
 mod event_type;
 mod output;
@@ -47,6 +49,9 @@ enum Command {
     /// Manage a tenant's endpoints.
     #[command(subcommand)]
     Endpoint(endpoint::Cmd),
+    /// Inspect and resend deliveries.
+    #[command(subcommand)]
+    Delivery(delivery::Cmd),
     /// Publish an event.
     Publish(publish::PublishArgs),
     /// Run a sample webhook receiver that verifies signatures.
@@ -78,6 +83,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::EventType(cmd) => event_type::run(channel()?, out, cmd).await,
         Command::Tenant(cmd) => tenant::run(channel()?, out, cmd).await,
         Command::Endpoint(cmd) => endpoint::run(channel()?, out, cmd).await,
+        Command::Delivery(cmd) => delivery::run(channel()?, out, cmd).await,
         Command::Publish(args) => publish::run(channel()?, out, args).await,
         Command::Receiver(args) => receiver::run(args).await,
     }

@@ -21,6 +21,15 @@ impl Format {
         }
     }
 
+    /// Prints `json` in JSON mode, otherwise each table (headers and rows)
+    /// with a blank line between them.
+    pub fn emit_tables(self, json: &Value, tables: &[(&[&str], Vec<Vec<String>>)]) {
+        match self {
+            Format::Json => println!("{}", pretty(json)),
+            Format::Table => print!("{}", render_tables(tables)),
+        }
+    }
+
     /// Prints `json` in JSON mode, otherwise the plain `message` line.
     pub fn emit_message(self, json: &Value, message: &str) {
         match self {
@@ -63,6 +72,15 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Renders several tables separated by blank lines.
+pub fn render_tables(tables: &[(&[&str], Vec<Vec<String>>)]) -> String {
+    let rendered: Vec<String> = tables
+        .iter()
+        .map(|(headers, rows)| render_table(headers, rows))
+        .collect();
+    rendered.join("\n")
+}
+
 /// Milliseconds since the epoch as RFC 3339 UTC, or `-` for zero.
 pub fn time(ms: i64) -> String {
     if ms == 0 {
@@ -99,6 +117,13 @@ mod tests {
     #[test]
     fn table_header_only() {
         assert_eq!(render_table(&["A", "B"], &[]), "A  B\n");
+    }
+
+    #[test]
+    fn tables_are_separated() {
+        let rows = vec![vec!["1".to_string()]];
+        let t = render_tables(&[(&["A"], rows.clone()), (&["B"], rows)]);
+        assert_eq!(t, "A\n1\n\nB\n1\n");
     }
 
     #[test]

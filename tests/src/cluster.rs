@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use herald_proto::v1 as pb;
 use herald_proto::v1::{
-    catalog_service_client::CatalogServiceClient, endpoint_service_client::EndpointServiceClient,
-    publish_service_client::PublishServiceClient, tenant_service_client::TenantServiceClient,
+    catalog_service_client::CatalogServiceClient, delivery_service_client::DeliveryServiceClient,
+    endpoint_service_client::EndpointServiceClient, publish_service_client::PublishServiceClient,
+    tenant_service_client::TenantServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -182,6 +183,11 @@ impl Agent {
         Ok(())
     }
 
+    /// Its data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     /// SIGKILL the agent.
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.proc.take() {
@@ -201,6 +207,8 @@ pub struct Clients {
     pub endpoints: EndpointServiceClient<Channel>,
     /// Publishing.
     pub publish: PublishServiceClient<Channel>,
+    /// The delivery log, resends and statistics.
+    pub deliveries: DeliveryServiceClient<Channel>,
 }
 
 impl Clients {
@@ -211,7 +219,8 @@ impl Clients {
             catalog: CatalogServiceClient::new(ch.clone()),
             tenants: TenantServiceClient::new(ch.clone()),
             endpoints: EndpointServiceClient::new(ch.clone()),
-            publish: PublishServiceClient::new(ch),
+            publish: PublishServiceClient::new(ch.clone()),
+            deliveries: DeliveryServiceClient::new(ch),
         })
     }
 
@@ -334,9 +343,14 @@ impl Cluster {
     /// Starts etcd, a control plane and an agent, and waits until the agent
     /// owns the slots.
     pub async fn start() -> anyhow::Result<Cluster> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra agent flags.
+    pub async fn start_with(agent_flags: &[&str]) -> anyhow::Result<Cluster> {
         let etcd = Etcd::start()?;
         let cp = ControlPlane::start(&etcd, &[])?;
-        let agent = Agent::start(&etcd, &[&cp], &[])?;
+        let agent = Agent::start(&etcd, &[&cp], agent_flags)?;
         let api = cp.clients().await?;
         Ok(Cluster {
             agent,

@@ -3,5 +3,6 @@
 //! dropped, even when the test panics.
 
 pub mod cluster;
+pub mod log;
 pub mod process;
 pub mod receiver;

@@ -1,8 +1,9 @@
 //! A real HTTP receiver for tests: records every request and answers with
-//! a status the test controls.
+//! a status the test controls, and a body `request {n}: answered {status}`
+//! (n counts requests from 1).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,8 @@ struct Shared {
     script: Mutex<std::collections::VecDeque<(u16, Option<u64>)>>,
     /// Requests whose envelope has this `data.seq` get 500.
     failing_seq: Mutex<Option<u64>>,
+    /// How long to wait before answering, in ms.
+    delay_ms: AtomicU64,
 }
 
 /// A running receiver; stops when dropped.
@@ -104,6 +107,13 @@ impl Receiver {
             .extend(answers.iter().copied());
     }
 
+    /// Waits this long before answering each request.
+    pub fn set_delay(&self, d: Duration) {
+        self.shared
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Answers 500 to every delivery of the event whose `data.seq` is `seq`.
     pub fn fail_seq(&self, seq: u64) {
         *self.shared.failing_seq.lock().expect("lock") = Some(seq);
@@ -139,19 +149,31 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, HeaderMap) {
+) -> (StatusCode, HeaderMap, String) {
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let seq = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["data"]["seq"].as_u64());
-    shared.received.lock().expect("lock").push(Received {
-        method,
-        uri,
-        headers,
-        body,
-        at: Instant::now(),
-    });
+    let n = {
+        let mut received = shared.received.lock().expect("lock");
+        received.push(Received {
+            method,
+            uri,
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        received.len()
+    };
     if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock") {
-        return (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new());
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            HeaderMap::new(),
+            format!("request {n}: seq {} fails", seq.unwrap_or_default()),
+        );
     }
     let (status, retry_after) = shared
         .script
@@ -163,5 +185,11 @@ async fn record(
     if let Some(secs) = retry_after {
         out.insert("retry-after", secs.into());
     }
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), out)
+    out.insert("x-receiver", "test".parse().expect("header value"));
+    // The body names the request, so a test can match log entries to requests.
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        out,
+        format!("request {n}: answered {status}"),
+    )
 }

@@ -174,3 +174,95 @@ async fn consecutive_final_failures_disable_and_keep_the_rest() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_failure_count_survives_a_kill_9() -> anyhow::Result<()> {
+    let (mut c, receiver) = setup().await?;
+    let ep = create(&mut c.api, &receiver.url("/"), vec![], 2).await?;
+    receiver.set_status(500);
+    assert_eq!(publish_all(&mut c.api, 1).await?, [0]);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .api
+        .stats("acme", &ep.id)
+        .await?
+        .deliveries_failed_in_a_row
+        < 1
+    {
+        anyhow::ensure!(Instant::now() < deadline, "first failure not counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One failure so far. Kill the agent: a count held only in memory would
+    // start over, and the next failure would not disable the endpoint.
+    c.agent.kill9();
+    c.agent.restart()?;
+    c.api
+        .publish("acme", "order.created", serde_json::json!({"seq": 1}), "k1")
+        .await?;
+    let disabled = wait_disabled(&mut c.api, &ep.id).await?;
+    assert!(
+        disabled
+            .disabled_reason
+            .starts_with("2 deliveries in a row failed for good"),
+        "reason: {:?}",
+        disabled.disabled_reason
+    );
+    let st = c.api.stats("acme", &ep.id).await?;
+    assert_eq!((st.events, st.failures), (2, 2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_endpoint_can_queue_new_events() -> anyhow::Result<()> {
+    let (mut c, receiver) = setup().await?;
+    let mut spec = pb::EndpointSpec {
+        name: "queueing".into(),
+        url: receiver.url("/"),
+        enabled: false,
+        event_types: vec!["*".into()],
+        queue_while_disabled: true,
+        ..Default::default()
+    };
+    let queueing = c
+        .api
+        .endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            spec: Some(spec.clone()),
+        })
+        .await?
+        .into_inner()
+        .endpoint
+        .ok_or_else(|| anyhow::anyhow!("no endpoint"))?;
+    spec.queue_while_disabled = false;
+    let skipping = c
+        .api
+        .endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            spec: Some(spec),
+        })
+        .await?
+        .into_inner()
+        .endpoint
+        .ok_or_else(|| anyhow::anyhow!("no endpoint"))?;
+    let matched = c.api.publish_seqs(0..3).await?;
+    assert_eq!(matched, [1, 1, 1], "only the queueing endpoint matches");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing is sent while disabled"
+    );
+    let st = c.api.stats("acme", &queueing.id).await?;
+    assert_eq!(st.queue_depth, 3);
+    assert_eq!(c.api.stats("acme", &skipping.id).await?.events, 0);
+    enable(&mut c.api, queueing).await?;
+    receiver.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(
+        seqs(&receiver.received()),
+        [0, 1, 2],
+        "in order once enabled"
+    );
+    Ok(())
+}

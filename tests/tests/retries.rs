@@ -125,6 +125,51 @@ async fn kill_9_mid_schedule_continues_the_schedule() -> anyhow::Result<()> {
         2,
         "delivered once after the retry"
     );
+    // The log and the counters lost nothing across the kill.
+    let ep = c
+        .api
+        .endpoints
+        .list_endpoints(herald_proto::v1::ListEndpointsRequest {
+            tenant_id: "acme".into(),
+        })
+        .await?
+        .into_inner()
+        .endpoints
+        .remove(0)
+        .id;
+    let done = c
+        .api
+        .wait_for_status(
+            "acme",
+            &ep,
+            herald_proto::v1::DeliveryStatus::Succeeded,
+            1,
+            Duration::from_secs(10),
+        )
+        .await?;
+    let d = c.api.delivery("acme", &done[0].delivery_id).await?;
+    let log: Vec<_> = d
+        .attempts
+        .iter()
+        .map(|a| (a.number, a.response_status))
+        .collect();
+    assert_eq!(
+        log,
+        [(1, 500), (2, 200)],
+        "both attempts, numbered across the restart"
+    );
+    let st = c.api.stats("acme", &ep).await?;
+    assert_eq!(
+        (
+            st.events,
+            st.attempts,
+            st.successes,
+            st.failures,
+            st.queue_depth
+        ),
+        (1, 2, 1, 0, 0)
+    );
+    assert_eq!(st.last_failure.map(|f| f.status_code), Some(500));
     Ok(())
 }
 

@@ -243,9 +243,11 @@ impl Store {
             .unwrap_or_default();
         s.endpoint_id = endpoint_id.to_string();
         // The earliest scheduled retry among the items at the head of the
-        // queue; an item never attempted is due now.
+        // queue; with none, an untried item is due now. (Untried items
+        // behind a retrying head wait for it.)
         let queue = tx.open_table(QUEUE).map_err(e)?;
         let mut next: Option<i64> = None;
+        let mut untried = false;
         for row in queue
             .range((endpoint_id, 0)..=(endpoint_id, u64::MAX))
             .map_err(e)?
@@ -253,12 +255,14 @@ impl Store {
         {
             let seq = row.map_err(e)?.0.value().1;
             let st = state(&tx, seq)?;
-            let due = if st.status == pb::DeliveryStatus::Pending || st.next_attempt_at_ms == 0 {
-                herald_shared::time::now_ms()
+            if st.status == pb::DeliveryStatus::Retrying && st.next_attempt_at_ms > 0 {
+                next = Some(next.map_or(st.next_attempt_at_ms, |n| n.min(st.next_attempt_at_ms)));
             } else {
-                st.next_attempt_at_ms
-            };
-            next = Some(next.map_or(due, |n| n.min(due)));
+                untried = true;
+            }
+        }
+        if next.is_none() && untried {
+            next = Some(herald_shared::time::now_ms());
         }
         s.next_attempt_at_ms = next.unwrap_or(0);
         Ok(s)
