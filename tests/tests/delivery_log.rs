@@ -284,8 +284,8 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
     bs.max_in_flight = 50;
     let b = create(&mut c.api, bs).await?;
 
-    // 300 events in a first batch, 200 in a second: 500 for A, and B gets
-    // the order.* ones (even numbers), 250.
+    // 400 events in a first batch, 300 in a second: 700 for A, and B gets
+    // the order.* ones (even numbers), 350: 1,050 deliveries.
     let publish = |api: &mut Clients, range: std::ops::Range<u64>| {
         let mut api = api.clone();
         async move {
@@ -312,17 +312,17 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
             anyhow::Ok(())
         }
     };
-    publish(&mut c.api, 0..300).await?;
+    publish(&mut c.api, 0..400).await?;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let t0 = now_ms();
-    publish(&mut c.api, 300..500).await?;
+    publish(&mut c.api, 400..700).await?;
     let t1 = now_ms() + 1;
     c.api
         .wait_for_status(
             TENANT,
             &a,
             pb::DeliveryStatus::Succeeded,
-            500,
+            700,
             Duration::from_secs(60),
         )
         .await?;
@@ -331,21 +331,21 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
             TENANT,
             &b,
             pb::DeliveryStatus::Failed,
-            250,
+            350,
             Duration::from_secs(60),
         )
         .await?;
 
-    // Paging through the tenant's 750 deliveries yields each once, newest first.
+    // Paging through the tenant's 1,050 deliveries yields each once, newest first.
     let tenant = pb::ListDeliveriesRequest {
         tenant_id: TENANT.into(),
         ..Default::default()
     };
     let (all, pages) = c.api.list_all(tenant.clone(), 37).await?;
-    assert_eq!(all.len(), 750);
-    assert!(pages >= 750 / 37, "{pages} pages");
+    assert_eq!(all.len(), 1050);
+    assert!(pages >= 1050 / 37, "{pages} pages");
     let ids: HashSet<_> = all.iter().map(|d| d.delivery_id.clone()).collect();
-    assert_eq!(ids.len(), 750, "each delivery once");
+    assert_eq!(ids.len(), 1050, "each delivery once");
     assert!(
         all.windows(2)
             .all(|w| (w[0].created_at_ms, &w[0].delivery_id)
@@ -359,14 +359,14 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
                 statuses: vec![pb::DeliveryStatus::Failed as i32],
                 ..tenant.clone()
             },
-            250,
+            350,
         ),
         (
             pb::ListDeliveriesRequest {
                 statuses: vec![pb::DeliveryStatus::Succeeded as i32],
                 ..tenant.clone()
             },
-            500,
+            700,
         ),
         (
             pb::ListDeliveriesRequest {
@@ -383,7 +383,7 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
                 event_types: vec!["invoice.*".into()],
                 ..tenant.clone()
             },
-            250,
+            350,
         ),
         (
             pb::ListDeliveriesRequest {
@@ -398,8 +398,8 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
                 resource_id: "ord_4".into(),
                 ..tenant.clone()
             },
-            // seq ≡ 4 (mod 10): 50 events, to A and to B.
-            100,
+            // seq ≡ 4 (mod 10): 70 events, to A and to B.
+            140,
         ),
         (
             pb::ListDeliveriesRequest {
@@ -407,7 +407,7 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
                 resource_id: "inv_3".into(),
                 ..tenant.clone()
             },
-            50,
+            70,
         ),
         (
             pb::ListDeliveriesRequest {
@@ -415,8 +415,8 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
                 until_ms: t1,
                 ..tenant.clone()
             },
-            // The second batch: 200 to A, 100 to B.
-            300,
+            // The second batch: 300 to A, 150 to B.
+            450,
         ),
         (
             pb::ListDeliveriesRequest {
@@ -424,7 +424,7 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
                 until_ms: t0,
                 ..tenant.clone()
             },
-            300,
+            400,
         ),
     ];
     for (filter, want) in cases {
@@ -454,7 +454,7 @@ async fn filters_and_pages_return_exactly_the_expected_deliveries() -> anyhow::R
             }
         }
     }
-    assert_eq!(count(&|d| d.endpoint_id == b), 250);
+    assert_eq!(count(&|d| d.endpoint_id == b), 350);
 
     // Bad filters name the field.
     let bad = c
