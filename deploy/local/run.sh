@@ -84,6 +84,14 @@ echo
 echo "receiver:"
 delivered=$(wait_line "$work/receiver.log" "delivery verified ")
 echo "  delivery verified $delivered"
+echo
+echo "\$ herald delivery list --tenant acme --endpoint $endpoint"
+# The success is recorded just after the receiver answers; give it a moment.
+for _ in $(seq 50); do
+  $herald --output json delivery list --tenant acme --endpoint "$endpoint" | grep -q succeeded && break
+  sleep 0.1
+done
+$herald delivery list --tenant acme --endpoint "$endpoint"
 
 if $keep; then
   echo
@@ -91,6 +99,8 @@ if $keep; then
   echo "  export HERALD_SERVER=$HERALD_SERVER"
   echo "  $bin/herald publish --tenant acme --type invoice.activated --data '{\"invoice\":\"in_43\"}'"
   echo "  tail -f $work/receiver.log"
+  echo "  $bin/herald delivery list --tenant acme"
+  echo "  $bin/herald endpoint stats --tenant acme $endpoint"
   echo "Ctrl-C stops everything."
   wait
 fi
