@@ -31,6 +31,10 @@ pub struct Config {
     /// How long a publish keeps re-routing to agents before UNAVAILABLE, in ms.
     #[arg(long, env = "HERALD_PUBLISH_RETRY_MS", default_value_t = 5000)]
     pub publish_retry_ms: u64,
+    /// TTL of the leader's etcd lease, in seconds: how long the cluster
+    /// waits for a leader that died before another replica plans the slots.
+    #[arg(long, env = "HERALD_LEADER_TTL_SECS", default_value_t = 5)]
+    pub leader_ttl_secs: i64,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

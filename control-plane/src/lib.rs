@@ -8,6 +8,7 @@ pub mod config;
 pub mod convert;
 pub mod delivery_log;
 pub mod error;
+pub mod leader;
 pub mod router;
 pub mod server;
 pub mod slots;

@@ -40,10 +40,21 @@ pub async fn run(
         slots_changed.clone(),
         cancel.clone(),
     ));
+    let (is_leader, leading) = tokio::sync::watch::channel(false);
+    let replica_id = format!("cp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    tokio::spawn(crate::leader::run(
+        store.client(),
+        store.key(crate::store::keys::LEADER),
+        replica_id,
+        config.leader_ttl_secs,
+        is_leader,
+        cancel.clone(),
+    ));
     tokio::spawn(crate::slots::run(
         store.clone(),
         view.clone(),
         slots_changed,
+        leading,
         cancel.clone(),
     ));
     // Serve only once the first load is in: before it, every publish would

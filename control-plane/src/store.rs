@@ -28,6 +28,8 @@ pub mod keys {
     pub const AGENTS: &str = herald_shared::model::AGENTS_DIR;
     /// The slot map (one key).
     pub const SLOT_MAP: &str = "slotmap";
+    /// The leading replica's id, under its lease (one key).
+    pub const LEADER: &str = "leader";
 }
 
 /// A decoded record with its etcd `mod_revision`.

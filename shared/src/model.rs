@@ -132,6 +132,8 @@ pub struct AgentRecord {
     pub ingest_addr: String,
     /// When this incarnation started, ms since the epoch.
     pub started_at_ms: i64,
+    /// Leaving: it owns no slots and hands its work to the others.
+    pub draining: bool,
 }
 
 /// Which agent owns each slot, at an epoch.
@@ -146,6 +148,9 @@ pub struct SlotMap {
     pub agents: Vec<AgentRecord>,
     /// For each slot, an index into `agents`; empty when no agents.
     pub owners: Vec<u16>,
+    /// Slots whose owner must first receive the queues of these earlier
+    /// owners (agent ids) before it delivers anything in them.
+    pub handoffs: BTreeMap<u32, Vec<String>>,
 }
 
 impl SlotMap {
@@ -153,6 +158,24 @@ impl SlotMap {
     pub fn owner(&self, slot: u32) -> Option<&AgentRecord> {
         let i = *self.owners.get(slot as usize)?;
         self.agents.get(usize::from(i))
+    }
+
+    /// Slots `agent_id` owns but waits to be handed, with whom from.
+    pub fn incoming_of(&self, agent_id: &str) -> Vec<(u32, String)> {
+        self.handoffs
+            .iter()
+            .filter(|(s, _)| self.owner(**s).is_some_and(|a| a.id == agent_id))
+            .flat_map(|(s, from)| from.iter().map(move |f| (*s, f.clone())))
+            .collect()
+    }
+
+    /// Slots `agent_id` must hand to their owners.
+    pub fn outgoing_of(&self, agent_id: &str) -> Vec<u32> {
+        self.handoffs
+            .iter()
+            .filter(|(_, from)| from.iter().any(|f| f == agent_id))
+            .map(|(s, _)| *s)
+            .collect()
     }
 
     /// The slots owned by `agent_id`.

@@ -77,6 +77,15 @@ impl Api {
                         });
                         Ok(())
                     }
+                    Some(Ok(pb::AgentMessage { kind: Some(pb::agent_message::Kind::HandoffComplete(h)) })) => {
+                        let (store, agent) = (self.store().clone(), agent_id.to_string());
+                        tokio::spawn(async move {
+                            if let Err(e) = crate::slots::complete_handoff(&store, &agent, h.slot, &h.from_agent_id).await {
+                                tracing::warn!(error = %e, "cannot record a finished handoff; the agent will report again");
+                            }
+                        });
+                        Ok(())
+                    }
                     Some(Ok(_heartbeat)) => Ok(()),
                     _ => return, // agent went away
                 },
@@ -109,20 +118,31 @@ impl Api {
         tx: &Outbound,
     ) -> Result<(), ()> {
         let (assignment, endpoints) = self.view().read(|v| {
-            let (epoch, slot_count, slots) = match &v.slot_map {
-                Some((m, _)) => (m.epoch, m.slot_count, m.slots_of(agent_id)),
-                None => (0, herald_shared::slot::SLOT_COUNT, Vec::new()),
-            };
-            let set: HashSet<u32> = slots.iter().copied().collect();
-            let eps = v.endpoints_in_slots(&set);
-            (
-                pb::SlotAssignment {
-                    epoch,
-                    slot_count,
-                    slots,
+            let assignment = match &v.slot_map {
+                Some((m, _)) => pb::SlotAssignment {
+                    epoch: m.epoch,
+                    slot_count: m.slot_count,
+                    slots: m.slots_of(agent_id),
+                    incoming: m
+                        .incoming_of(agent_id)
+                        .into_iter()
+                        .map(|(slot, from_agent_id)| pb::IncomingHandoff {
+                            slot,
+                            from_agent_id,
+                        })
+                        .collect(),
+                    outgoing: m.outgoing_of(agent_id),
+                    owner_addrs: (0..m.slot_count)
+                        .map(|s| m.owner(s).map(|a| a.ingest_addr.clone()).unwrap_or_default())
+                        .collect(),
                 },
-                eps,
-            )
+                None => pb::SlotAssignment {
+                    slot_count: herald_shared::slot::SLOT_COUNT,
+                    ..Default::default()
+                },
+            };
+            let set: HashSet<u32> = assignment.slots.iter().copied().collect();
+            (assignment, v.endpoints_in_slots(&set))
         });
         *owned = assignment.slots.iter().copied().collect();
         send(tx, Kind::Assignment(assignment)).await?;

@@ -158,6 +158,7 @@ impl Api {
             delivery_id: random_delivery_id(),
             resend_of: s.delivery_id,
             test: s.test,
+            late_backlog: false,
         }
     }
 }

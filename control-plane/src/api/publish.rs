@@ -116,6 +116,7 @@ impl Api {
                 delivery_id: String::new(),
                 resend_of: String::new(),
                 test: false,
+                late_backlog: false,
             })
             .collect();
         Ok((event_id, deliveries))
