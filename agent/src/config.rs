@@ -53,6 +53,10 @@ pub struct Config {
     /// Queued deliveries never count and are never dropped.
     #[arg(long, env = "HERALD_LOG_MAX_DELIVERIES", default_value_t = 1_000_000)]
     pub log_max_deliveries: u64,
+    /// On SIGTERM, how long to wait for our slots and queues to move to the
+    /// other agents before stopping anyway.
+    #[arg(long, env = "HERALD_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    pub drain_timeout_secs: u64,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

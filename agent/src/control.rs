@@ -30,6 +30,8 @@ pub struct ControlLoop {
     pub store: Store,
     /// Workers to wake when config arrives.
     pub dispatcher: Dispatcher,
+    /// Told when the assignment changes.
+    pub handoff: std::sync::Arc<crate::handoff::Handoff>,
     /// Interval of heartbeats.
     pub heartbeat: Duration,
     /// Messages from the workers for the control plane; kept across
@@ -110,8 +112,15 @@ impl ControlLoop {
     async fn apply(&self, kind: Kind) {
         match kind {
             Kind::Assignment(a) => {
-                tracing::info!(epoch = a.epoch, slots = a.slots.len(), "slot assignment");
-                self.state.set_assignment(a.epoch, &a.slots);
+                tracing::info!(
+                    epoch = a.epoch,
+                    slots = a.slots.len(),
+                    incoming = a.incoming.len(),
+                    outgoing = a.outgoing.len(),
+                    "slot assignment"
+                );
+                self.state.set_assignment(&a);
+                self.handoff.poke();
             }
             Kind::EndpointUpsert(u) => {
                 if let Some(ep) = u.endpoint {

@@ -6,6 +6,7 @@
 //! requests.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,22 @@ enum Done {
     },
 }
 
+/// Counts an attempt in progress for as long as it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -53,6 +70,8 @@ pub struct DispatchConfig {
 struct Worker {
     notify: Arc<Notify>,
     stop: CancellationToken,
+    /// Attempts in progress (request sent, outcome not yet handed to the store).
+    busy: Arc<AtomicUsize>,
 }
 
 /// Starts and wakes the per-endpoint workers. Cheap to clone.
@@ -106,11 +125,13 @@ impl Dispatcher {
         }
         let notify = Arc::new(Notify::new());
         let stop = self.inner.cancel.child_token();
+        let busy = Arc::new(AtomicUsize::new(0));
         workers.insert(
             endpoint_id.to_string(),
             Worker {
                 notify: notify.clone(),
                 stop: stop.clone(),
+                busy: busy.clone(),
             },
         );
         let inner = self.inner.clone();
@@ -120,9 +141,27 @@ impl Dispatcher {
             // what they stored stays stored.
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = inner.run_worker(id, notify) => {}
+                _ = inner.run_worker(id, notify, busy) => {}
             }
         });
+    }
+
+    /// Waits (up to `limit`) until the endpoint's worker has no attempt in
+    /// progress, then stops it. Its slot must no longer be deliverable, so
+    /// no new attempt starts meanwhile; the handoff then reads a queue that
+    /// nobody is working on.
+    pub async fn quiesce(&self, endpoint_id: &str, limit: Duration) {
+        let busy = {
+            let workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+            workers.get(endpoint_id).map(|w| w.busy.clone())
+        };
+        if let Some(busy) = busy {
+            let deadline = tokio::time::Instant::now() + limit;
+            while busy.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.forget(endpoint_id);
     }
 
     /// Stops an endpoint's worker (the endpoint was deleted and its queue
@@ -154,9 +193,14 @@ impl Dispatcher {
 }
 
 impl Inner {
-    async fn run_worker(self: Arc<Self>, endpoint_id: String, notify: Arc<Notify>) {
-        // Highest sequence handed out; removals are committed asynchronously,
-        // so the next read starts after it rather than at the queue head.
+    async fn run_worker(
+        self: Arc<Self>,
+        endpoint_id: String,
+        notify: Arc<Notify>,
+        busy: Arc<AtomicUsize>,
+    ) {
+        // Furthest queue position handed out; removals are committed
+        // asynchronously, so the next read starts after it, not at the head.
         let mut after = 0u64;
         // Unordered endpoints only: items in flight, each retried on its own.
         let mut in_flight: JoinSet<Option<Done>> = JoinSet::new();
@@ -188,7 +232,7 @@ impl Inner {
                 continue;
             }
             for item in batch {
-                after = item.seq;
+                after = item.position;
                 let Some(ep) = self.wait_for_config(&endpoint_id).await else {
                     return;
                 };
@@ -198,7 +242,8 @@ impl Inner {
                     while let Some(joined) = in_flight.join_next().await {
                         self.settle(joined).await;
                     }
-                    let Some(done) = self.deliver_until_done(&endpoint_id, &item).await else {
+                    let Some(done) = self.deliver_until_done(&endpoint_id, &item, &busy).await
+                    else {
                         return; // cancelled
                     };
                     self.on_done(done).await;
@@ -208,8 +253,8 @@ impl Inner {
                             self.settle(joined).await;
                         }
                     }
-                    let (me, id) = (self.clone(), endpoint_id.clone());
-                    in_flight.spawn(async move { me.deliver_until_done(&id, &item).await });
+                    let (me, id, busy) = (self.clone(), endpoint_id.clone(), busy.clone());
+                    in_flight.spawn(async move { me.deliver_until_done(&id, &item, &busy).await });
                 }
             }
         }
@@ -283,7 +328,12 @@ impl Inner {
     /// is exhausted (a final failure); None when cancelled. The retry state
     /// is stored before each wait, so a restart continues the schedule. A
     /// 410 Gone disables the endpoint and keeps the item at the head.
-    async fn deliver_until_done(&self, endpoint_id: &str, item: &Queued) -> Option<Done> {
+    async fn deliver_until_done(
+        &self,
+        endpoint_id: &str,
+        item: &Queued,
+        busy: &AtomicUsize,
+    ) -> Option<Done> {
         let mut attempts = item.attempts;
         let mut due_ms = item.next_attempt_at_ms;
         let event = &item.delivery.event_id;
@@ -293,12 +343,18 @@ impl Inner {
                 return None;
             }
             let ep = self.wait_for_config(endpoint_id).await?;
-            let attempted = {
-                let Ok(_permit) = self.permits.acquire().await else {
-                    return None;
-                };
-                http::attempt(&self.http, &ep, &item.delivery, self.body_limit).await
+            // Busy from here until the outcome is with the store. Entering
+            // before the re-check means a handoff that took the slot away
+            // either sees us busy and waits, or we see the slot gone.
+            let busy_guard = Busy::enter(busy);
+            if !self.state.deliverable(ep.slot) {
+                continue;
+            }
+            let Ok(permit) = self.permits.acquire().await else {
+                return None;
             };
+            let attempted = http::attempt(&self.http, &ep, &item.delivery, self.body_limit).await;
+            drop(permit);
             attempts += 1;
             let (status, error, retry_after) = match attempted.outcome {
                 Outcome::Delivered { status } => {
@@ -345,6 +401,7 @@ impl Inner {
                     0
                 }
             };
+            drop(busy_guard);
             match result {
                 AttemptResult::FailedForGood => {
                     return Some(Done::FailedForGood {
@@ -362,12 +419,14 @@ impl Inner {
         }
     }
 
-    /// The endpoint's config once it is known and enabled; None when cancelled.
+    /// The endpoint's config once it is known, enabled, and its slot is
+    /// ours with its whole queue here; None when cancelled.
     async fn wait_for_config(&self, endpoint_id: &str) -> Option<Arc<pb::DeliveryEndpoint>> {
         let mut changes = self.state.subscribe();
         loop {
             if let Some(ep) = self.state.endpoint(endpoint_id)
                 && ep.enabled
+                && self.state.deliverable(ep.slot)
             {
                 return Some(ep);
             }

@@ -1,6 +1,8 @@
 //! AgentIngest: the control plane hands deliveries over; we check that we
 //! own their slots at the sender's epoch, store them durably, then wake the
-//! endpoints' workers.
+//! endpoints' workers. Other agents hand over the queues of slots we now
+//! own; until every earlier owner has finished, new work for such a slot is
+//! parked so that it is delivered after what was handed over.
 
 use herald_proto::v1 as pb;
 use herald_proto::v1::agent_ingest_server::AgentIngest;
@@ -20,6 +22,8 @@ pub struct Ingest {
     pub state: AgentState,
     /// Wakes workers.
     pub dispatcher: Dispatcher,
+    /// To tell the control plane a handoff finished.
+    pub outbox: tokio::sync::mpsc::Sender<pb::AgentMessage>,
 }
 
 fn invalid(field: String, reason: &str) -> Error {
@@ -56,11 +60,81 @@ impl AgentIngest for Ingest {
             }
             self.state.check_owner(r.epoch, d.slot)?;
         }
-        let inserted = self.store.insert(r.deliveries).await?;
+        let parked = self.state.parked_slots();
+        let inserted = self.store.insert_parking(r.deliveries, parked).await?;
         for (ep, _) in &inserted.endpoints {
             self.dispatcher.wake(ep);
         }
         Ok(Response::new(pb::IngestResponse {
+            stored: inserted.stored,
+            duplicates: inserted.duplicates,
+        }))
+    }
+
+    async fn handoff(
+        &self,
+        req: Request<pb::HandoffBatch>,
+    ) -> Result<Response<pb::HandoffAck>, Status> {
+        let r = req.into_inner();
+        if herald_shared::ids::validate_name(&r.from_agent_id).is_err() {
+            return Err(invalid("from_agent_id".into(), "is not a valid agent id").into());
+        }
+        for (i, item) in r.items.iter().enumerate() {
+            let Some(d) = &item.delivery else {
+                return Err(invalid(format!("items[{i}].delivery"), "is required").into());
+            };
+            if d.delivery_id.is_empty() {
+                return Err(invalid(
+                    format!("items[{i}].delivery.delivery_id"),
+                    "must not be empty",
+                )
+                .into());
+            }
+            if d.slot != slot_for(&d.endpoint_id, SLOT_COUNT) {
+                return Err(invalid(
+                    format!("items[{i}].delivery.slot"),
+                    "does not match the endpoint id",
+                )
+                .into());
+            }
+            if !self.state.owns(d.slot) {
+                return Err(Error::Fenced(format!(
+                    "slot {} is not owned by this agent; hand it to its owner",
+                    d.slot
+                ))
+                .into());
+            }
+        }
+        let inserted = self.store.insert_handed(r.items, r.late).await?;
+        for (ep, _) in &inserted.endpoints {
+            self.dispatcher.wake(ep);
+        }
+        if inserted.stored > 0 {
+            tracing::info!(from = %r.from_agent_id, stored = inserted.stored, late = r.late, "deliveries handed over");
+        }
+        for slot in r.done_slots {
+            if !self.state.owns(slot) {
+                continue;
+            }
+            if self.state.finish_handoff(slot, &r.from_agent_id) {
+                // Everything is here: what arrived meanwhile goes behind it.
+                for ep in self.store.unpark(slot).await? {
+                    self.dispatcher.wake(&ep);
+                }
+            }
+            let _ = self
+                .outbox
+                .send(pb::AgentMessage {
+                    kind: Some(pb::agent_message::Kind::HandoffComplete(
+                        pb::HandoffComplete {
+                            slot,
+                            from_agent_id: r.from_agent_id.clone(),
+                        },
+                    )),
+                })
+                .await;
+        }
+        Ok(Response::new(pb::HandoffAck {
             stored: inserted.stored,
             duplicates: inserted.duplicates,
         }))

@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod dispatcher;
 pub mod error;
+pub mod handoff;
 pub mod http;
 pub mod ingest;
 pub mod membership;

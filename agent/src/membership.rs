@@ -1,11 +1,14 @@
 //! Membership: the agent keeps `agents/{id}` alive in etcd under a lease.
 //! If the agent dies the lease expires, the key goes, and the control plane
-//! reassigns its slots. On graceful stop the lease is revoked at once.
+//! reassigns its slots. A draining agent marks its record, so its slots
+//! move (with their queues) while it still lives. On graceful stop the
+//! lease is revoked at once.
 
 use std::time::Duration;
 
 use etcd_client::{Client, PutOptions};
 use herald_shared::model::AgentRecord;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Registers and keeps the registration alive until `cancel` fires, then
@@ -13,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(
     mut client: Client,
     key: String,
-    record: AgentRecord,
+    mut record: AgentRecord,
     ttl_secs: i64,
+    mut draining: watch::Receiver<bool>,
     cancel: CancellationToken,
 ) {
-    let value = serde_json::to_vec(&record).unwrap_or_default();
     loop {
+        record.draining = *draining.borrow_and_update();
+        let value = serde_json::to_vec(&record).unwrap_or_default();
         let mut lease = None;
         let result = async {
             let grant = client.lease_grant(ttl_secs, None).await?;
@@ -37,6 +42,17 @@ pub async fn run(
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok::<bool, etcd_client::Error>(true),
                     _ = tokio::time::sleep(period) => {}
+                    Ok(()) = draining.changed() => {
+                        record.draining = *draining.borrow_and_update();
+                        tracing::info!(draining = record.draining, "updating registration");
+                        client
+                            .put(
+                                key.as_str(),
+                                serde_json::to_vec(&record).unwrap_or_default(),
+                                Some(PutOptions::new().with_lease(grant.id())),
+                            )
+                            .await?;
+                    }
                 }
                 keeper.keep_alive().await?;
                 match responses.message().await? {

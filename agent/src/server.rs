@@ -14,18 +14,22 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::control::ControlLoop;
 use crate::dispatcher::{DispatchConfig, Dispatcher};
+use crate::handoff::Handoff;
 use crate::ingest::Ingest;
 use crate::query::Query;
 use crate::state::AgentState;
 use crate::store::{DEDUP_WINDOW_MS, Retention, Store};
 
-/// Runs the agent until `cancel` fires. `on_listening` is told the bound
-/// ingest address.
+/// Runs the agent until `shutdown` fires, then drains: the agent gives up
+/// its slots, hands their queues to the other agents and stops (after at
+/// most `--drain-timeout-secs`; what is left stays on disk for a restart).
+/// `on_listening` is told the bound ingest address.
 pub async fn run(
     config: Config,
-    cancel: CancellationToken,
+    shutdown: CancellationToken,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
     // reqwest is built without a bundled TLS provider; use ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.data_dir)?;
@@ -42,7 +46,7 @@ pub async fn run(
             max_concurrency: config.max_concurrency,
             response_body_limit: config.response_body_limit,
         },
-        outbox,
+        outbox.clone(),
         cancel.clone(),
     );
     let resumed = dispatcher.resume()?;
@@ -65,12 +69,30 @@ pub async fn run(
         id: agent_id.clone(),
         ingest_addr: ingest_addr.clone(),
         started_at_ms: herald_shared::time::now_ms(),
+        draining: false,
     };
+    let (draining, draining_rx) = tokio::sync::watch::channel(false);
     let membership = tokio::spawn(crate::membership::run(
         etcd,
         key,
         record,
         config.lease_ttl_secs,
+        draining_rx,
+        cancel.clone(),
+    ));
+    let handoff = Handoff::new(
+        agent_id.clone(),
+        store.clone(),
+        state.clone(),
+        dispatcher.clone(),
+    );
+    tokio::spawn(handoff.clone().run(cancel.clone()));
+    tokio::spawn(drain_on_shutdown(
+        shutdown,
+        draining,
+        state.clone(),
+        store.clone(),
+        Duration::from_secs(config.drain_timeout_secs),
         cancel.clone(),
     ));
 
@@ -81,6 +103,7 @@ pub async fn run(
         state: state.clone(),
         store: store.clone(),
         dispatcher: dispatcher.clone(),
+        handoff,
         heartbeat: Duration::from_secs(5),
         outbox: tokio::sync::Mutex::new(outbox_rx),
     };
@@ -104,6 +127,7 @@ pub async fn run(
         store,
         state,
         dispatcher,
+        outbox,
     };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -165,4 +189,54 @@ async fn retention_loop(store: Store, retention: Retention, cancel: Cancellation
             }
         }
     }
+}
+
+/// On `shutdown`: mark ourselves draining, wait until our slots have moved
+/// and every queue went with them (or the timeout), then stop.
+async fn drain_on_shutdown(
+    shutdown: CancellationToken,
+    draining: tokio::sync::watch::Sender<bool>,
+    state: AgentState,
+    store: Store,
+    timeout: Duration,
+    cancel: CancellationToken,
+) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = cancel.cancelled() => return,
+    }
+    tracing::info!(
+        timeout_secs = timeout.as_secs(),
+        "draining: handing slots to the other agents"
+    );
+    let epoch_before = state.epoch();
+    draining.send_replace(true);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if state.epoch() > epoch_before && state.slot_count() > 0 {
+            // The new map still gives us slots: there is no other agent.
+            tracing::info!("no other agent to take our slots; stopping with our queues on disk");
+            break;
+        }
+        let store2 = store.clone();
+        let left = tokio::task::spawn_blocking(move || store2.slots_with_work())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map_or(usize::MAX, |s| s.len());
+        if state.slot_count() == 0 && state.outgoing().is_empty() && left == 0 {
+            tracing::info!("drained");
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                slots = state.slot_count(),
+                slots_with_work = left,
+                "drain timed out; what is left stays on disk"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
 }

@@ -1,6 +1,8 @@
-//! What the control plane told this agent: its slots at an epoch and the
-//! config of each endpoint in them. Lives in memory; after a restart the
-//! agent waits for the control plane to send it again before delivering.
+//! What the control plane told this agent: its slots at an epoch, which of
+//! them are still being handed over (and by whom), which it must hand on,
+//! and the config of each endpoint in its slots. Lives in memory; after a
+//! restart the agent waits for the control plane to send it again before
+//! delivering.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -14,6 +16,12 @@ use crate::error::{Error, Result};
 struct Inner {
     epoch: u64,
     slots: HashSet<u32>,
+    /// Owned slots still being handed over: slot → agents yet to finish.
+    incoming: HashMap<u32, HashSet<String>>,
+    /// (slot, agent) handoffs finished under the current assignment.
+    finished: HashSet<(u32, String)>,
+    outgoing: Vec<u32>,
+    owner_addrs: Vec<String>,
     endpoints: HashMap<String, Arc<pb::DeliveryEndpoint>>,
 }
 
@@ -50,11 +58,79 @@ impl AgentState {
     }
 
     /// Takes a new assignment.
-    pub fn set_assignment(&self, epoch: u64, slots: &[u32]) {
+    pub fn set_assignment(&self, a: &pb::SlotAssignment) {
         self.write(|s| {
-            s.epoch = epoch;
-            s.slots = slots.iter().copied().collect();
+            s.epoch = a.epoch;
+            s.slots = a.slots.iter().copied().collect();
+            let listed: HashSet<(u32, String)> = a
+                .incoming
+                .iter()
+                .map(|h| (h.slot, h.from_agent_id.clone()))
+                .collect();
+            // A handoff we finished stays finished until the map drops it.
+            s.finished.retain(|f| listed.contains(f));
+            s.incoming.clear();
+            for (slot, from) in listed {
+                if !s.finished.contains(&(slot, from.clone())) {
+                    s.incoming.entry(slot).or_default().insert(from);
+                }
+            }
+            s.outgoing = a.outgoing.clone();
+            s.owner_addrs = a.owner_addrs.clone();
         });
+    }
+
+    /// Records that `from` handed over all of `slot`; true when nothing
+    /// more is expected for the slot.
+    pub fn finish_handoff(&self, slot: u32, from: &str) -> bool {
+        let mut done = false;
+        self.write(|s| {
+            s.finished.insert((slot, from.to_string()));
+            if let Some(waiting) = s.incoming.get_mut(&slot) {
+                waiting.remove(from);
+                if waiting.is_empty() {
+                    s.incoming.remove(&slot);
+                }
+            }
+            done = !s.incoming.contains_key(&slot);
+        });
+        done
+    }
+
+    /// Whether we own `slot` and have all of its queue: only then is
+    /// anything in it delivered.
+    pub fn deliverable(&self, slot: u32) -> bool {
+        self.read(|s| s.slots.contains(&slot) && !s.incoming.contains_key(&slot))
+    }
+
+    /// Whether we own `slot` at all.
+    pub fn owns(&self, slot: u32) -> bool {
+        self.read(|s| s.slots.contains(&slot))
+    }
+
+    /// Owned slots still being handed over (new work for them is parked).
+    pub fn parked_slots(&self) -> Vec<u32> {
+        self.read(|s| s.incoming.keys().copied().collect())
+    }
+
+    /// Slots to hand on to their owners.
+    pub fn outgoing(&self) -> Vec<u32> {
+        self.read(|s| s.outgoing.clone())
+    }
+
+    /// The ingest address of `slot`'s owner, if known.
+    pub fn owner_addr(&self, slot: u32) -> Option<String> {
+        self.read(|s| {
+            s.owner_addrs
+                .get(slot as usize)
+                .filter(|a| !a.is_empty())
+                .cloned()
+        })
+    }
+
+    /// Number of owned slots.
+    pub fn slot_count(&self) -> usize {
+        self.read(|s| s.slots.len())
     }
 
     /// The current epoch.
@@ -112,10 +188,51 @@ mod tests {
     #[test]
     fn fencing() {
         let s = AgentState::new();
-        s.set_assignment(3, &[1, 2]);
+        s.set_assignment(&pb::SlotAssignment {
+            epoch: 3,
+            slots: vec![1, 2],
+            ..Default::default()
+        });
         assert!(s.check_owner(3, 1).is_ok());
         assert!(matches!(s.check_owner(2, 1), Err(Error::Fenced(_))));
         assert!(matches!(s.check_owner(4, 1), Err(Error::Fenced(_))));
         assert!(matches!(s.check_owner(3, 7), Err(Error::Fenced(_))));
+    }
+
+    #[test]
+    fn handed_slots_wait_for_every_sender() {
+        let s = AgentState::new();
+        let a = pb::SlotAssignment {
+            epoch: 1,
+            slots: vec![1, 2],
+            incoming: vec![
+                pb::IncomingHandoff {
+                    slot: 1,
+                    from_agent_id: "x".into(),
+                },
+                pb::IncomingHandoff {
+                    slot: 1,
+                    from_agent_id: "y".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        s.set_assignment(&a);
+        assert!(!s.deliverable(1));
+        assert!(s.deliverable(2));
+        assert_eq!(s.parked_slots(), [1]);
+        assert!(!s.finish_handoff(1, "x"));
+        assert!(s.finish_handoff(1, "y"));
+        assert!(s.deliverable(1));
+        // The same assignment again (the map not yet updated) keeps it done.
+        s.set_assignment(&a);
+        assert!(s.deliverable(1));
+        // Once the map drops it, a later handoff of the slot waits again.
+        s.set_assignment(&pb::SlotAssignment {
+            incoming: vec![],
+            ..a.clone()
+        });
+        s.set_assignment(&a);
+        assert!(!s.deliverable(1));
     }
 }

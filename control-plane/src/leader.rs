@@ -49,18 +49,31 @@ async fn campaign(
     let lease = client.lease_grant(ttl_secs, None).await?.id();
     let txn = Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, me, Some(PutOptions::new().with_lease(lease)))])
+        .and_then([TxnOp::put(
+            key,
+            me,
+            Some(PutOptions::new().with_lease(lease)),
+        )])
         .or_else([TxnOp::get(key, None)]);
     let resp = client.kv_client().txn(txn).await?;
     if !resp.succeeded() {
         let _ = client.lease_revoke(lease).await;
         // Someone leads: wait until the key goes (or re-check now and then).
         let mut stream = client
-            .watch(key, Some(WatchOptions::new().with_start_revision(resp.header().map_or(0, |h| h.revision()) + 1)))
+            .watch(
+                key,
+                Some(
+                    WatchOptions::new()
+                        .with_start_revision(resp.header().map_or(0, |h| h.revision()) + 1),
+                ),
+            )
             .await?;
         let wait = async {
             while let Some(r) = stream.message().await? {
-                if r.events().iter().any(|e| e.event_type() == EventType::Delete) {
+                if r.events()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::Delete)
+                {
                     break;
                 }
             }

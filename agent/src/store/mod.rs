@@ -32,8 +32,10 @@ pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// A queued delivery and its place in its endpoint's queue.
 #[derive(Debug, Clone)]
 pub struct Queued {
-    /// Position in the queue.
+    /// Its id in this store.
     pub seq: u64,
+    /// Its place in the endpoint's queue.
+    pub position: u64,
     /// The delivery.
     pub delivery: pb::Delivery,
     /// Attempts made so far.
@@ -98,6 +100,7 @@ impl Store {
             tx.open_table(IDS).map_err(redb::Error::from)?;
             tx.open_table(STATE).map_err(redb::Error::from)?;
             tx.open_table(QUEUE).map_err(redb::Error::from)?;
+            tx.open_table(PARKED).map_err(redb::Error::from)?;
             tx.open_table(BY_ENDPOINT).map_err(redb::Error::from)?;
             tx.open_table(BY_TENANT).map_err(redb::Error::from)?;
             tx.open_table(ATTEMPTS).map_err(redb::Error::from)?;
@@ -130,7 +133,48 @@ impl Store {
     /// delivery id) are dropped. A delivery without an id gets the one
     /// derived from (endpoint, event id). Returns once the commit is on disk.
     pub async fn insert(&self, deliveries: Vec<pb::Delivery>) -> Result<Inserted> {
-        self.call(|tx| WriteOp::Insert(deliveries, tx)).await
+        self.insert_parking(deliveries, Vec::new()).await
+    }
+
+    /// Like [`Store::insert`]; deliveries in `parked` slots (still being
+    /// handed over) are held aside until [`Store::unpark`].
+    pub async fn insert_parking(
+        &self,
+        deliveries: Vec<pb::Delivery>,
+        parked: Vec<u32>,
+    ) -> Result<Inserted> {
+        self.call(|reply| WriteOp::Insert {
+            deliveries,
+            parked,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues deliveries handed over by another agent, with their state and
+    /// attempts; `late` marks them as a dead agent's leftovers.
+    pub async fn insert_handed(
+        &self,
+        items: Vec<pb::HandedDelivery>,
+        late: bool,
+    ) -> Result<Inserted> {
+        self.call(|reply| WriteOp::InsertHanded { items, late, reply })
+            .await
+    }
+
+    /// Queues the deliveries parked for `slot`; returns their endpoints.
+    pub async fn unpark(&self, slot: u32) -> Result<Vec<String>> {
+        self.call(|reply| WriteOp::Unpark(slot, reply)).await
+    }
+
+    /// Forgets deliveries the receiving agent has stored; returns how many.
+    pub async fn drop_handed(&self, seqs: Vec<u64>) -> Result<u64> {
+        self.call(|reply| WriteOp::DropHanded(seqs, reply)).await
+    }
+
+    /// Returns once every write sent before it is committed.
+    pub async fn sync(&self) -> Result<()> {
+        self.insert(Vec::new()).await.map(|_| ())
     }
 
     /// Records an attempt. For a failure it returns once the retry state is

@@ -4,7 +4,7 @@
 
 use herald_proto::v1 as pb;
 use prost::Message as _;
-use redb::{ReadTransaction, ReadableTableMetadata};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::tables::*;
 use super::{Queued, Store};
@@ -54,7 +54,8 @@ fn state(tx: &ReadTransaction, seq: u64) -> Result<State> {
 }
 
 impl Store {
-    /// Up to `limit` queued items of an endpoint with a sequence above `after`.
+    /// Up to `limit` queued items of an endpoint, in queue order, from the
+    /// position after `after`.
     pub fn pending(&self, endpoint_id: &str, after: u64, limit: usize) -> Result<Vec<Queued>> {
         let tx = self.read()?;
         let queue = tx.open_table(QUEUE).map_err(e)?;
@@ -67,13 +68,15 @@ impl Store {
             .map_err(e)?
             .take(limit)
         {
-            let seq = row.map_err(e)?.0.value().1;
+            let (k, v) = row.map_err(e)?;
+            let (position, seq) = (k.value().1, v.value());
             let Some(delivery) = delivery(&tx, seq)? else {
                 continue;
             };
             let st = state(&tx, seq)?;
             out.push(Queued {
                 seq,
+                position,
                 delivery,
                 attempts: st.attempts,
                 next_attempt_at_ms: st.next_attempt_at_ms,
@@ -100,6 +103,88 @@ impl Store {
             let ep = k.value().0.to_string();
             from = format!("{ep}\0");
             out.push(ep);
+        }
+        Ok(out)
+    }
+
+    /// Slots with queued or parked work in this store.
+    pub fn slots_with_work(&self) -> Result<Vec<u32>> {
+        let mut slots: Vec<u32> = self
+            .endpoints_with_pending()?
+            .iter()
+            .map(|ep| herald_shared::slot::slot_for(ep, herald_shared::slot::SLOT_COUNT))
+            .collect();
+        let tx = self.read()?;
+        for row in tx.open_table(PARKED).map_err(e)?.iter().map_err(e)? {
+            slots.push(row.map_err(e)?.0.value().0);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        Ok(slots)
+    }
+
+    /// Up to `limit` deliveries of `slot` to hand over, each with its seq:
+    /// every queued one, endpoint by endpoint in queue order, then the
+    /// parked ones in arrival order.
+    pub fn handoff_items(&self, slot: u32, limit: usize) -> Result<Vec<(u64, pb::HandedDelivery)>> {
+        let mut seqs = Vec::new();
+        for ep in self.endpoints_with_pending()? {
+            if herald_shared::slot::slot_for(&ep, herald_shared::slot::SLOT_COUNT) != slot {
+                continue;
+            }
+            let tx = self.read()?;
+            let queue = tx.open_table(QUEUE).map_err(e)?;
+            for row in queue
+                .range((ep.as_str(), 0)..=(ep.as_str(), u64::MAX))
+                .map_err(e)?
+                .take(limit - seqs.len())
+            {
+                seqs.push(row.map_err(e)?.1.value());
+            }
+            if seqs.len() >= limit {
+                break;
+            }
+        }
+        if seqs.len() < limit {
+            let tx = self.read()?;
+            let parked = tx.open_table(PARKED).map_err(e)?;
+            for row in parked
+                .range((slot, 0)..=(slot, u64::MAX))
+                .map_err(e)?
+                .take(limit - seqs.len())
+            {
+                seqs.push(row.map_err(e)?.0.value().1);
+            }
+        }
+        let tx = self.read()?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let Some(d) = delivery(&tx, seq)? else {
+                continue;
+            };
+            let st = state(&tx, seq)?;
+            let mut attempt_log = Vec::new();
+            for row in tx
+                .open_table(ATTEMPTS)
+                .map_err(e)?
+                .range((seq, 0)..=(seq, u32::MAX))
+                .map_err(e)?
+            {
+                if let Ok(a) = pb::Attempt::decode(row.map_err(e)?.1.value()) {
+                    attempt_log.push(a);
+                }
+            }
+            out.push((
+                seq,
+                pb::HandedDelivery {
+                    delivery: Some(d),
+                    status: st.status as i32,
+                    attempts: st.attempts,
+                    next_attempt_at_ms: st.next_attempt_at_ms,
+                    last_status_code: st.last_status_code,
+                    attempt_log,
+                },
+            ));
         }
         Ok(out)
     }
@@ -253,7 +338,7 @@ impl Store {
             .map_err(e)?
             .take(NEXT_ATTEMPT_SCAN)
         {
-            let seq = row.map_err(e)?.0.value().1;
+            let seq = row.map_err(e)?.1.value();
             let st = state(&tx, seq)?;
             if st.status == pb::DeliveryStatus::Retrying && st.next_attempt_at_ms > 0 {
                 next = Some(next.map_or(st.next_attempt_at_ms, |n| n.min(st.next_attempt_at_ms)));

@@ -13,8 +13,13 @@ pub const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("delive
 pub const IDS: TableDefinition<&str, u64> = TableDefinition::new("delivery_ids");
 /// seq → [`State`] as a tuple.
 pub const STATE: TableDefinition<u64, StateTuple> = TableDefinition::new("delivery_state");
-/// (endpoint id, seq) → (): the queued deliveries, in arrival order.
-pub const QUEUE: TableDefinition<(&str, u64), ()> = TableDefinition::new("queue");
+/// (endpoint id, queue position) → seq: the queued deliveries in delivery
+/// order. Positions come from a counter of their own, so deliveries handed
+/// over by another agent can be queued ahead of work stored meanwhile.
+pub const QUEUE: TableDefinition<(&str, u64), u64> = TableDefinition::new("queue");
+/// (slot, seq) → (): new work for a slot still being handed over, held
+/// aside until the handoff completes and then queued behind what came.
+pub const PARKED: TableDefinition<(u32, u64), ()> = TableDefinition::new("parked");
 /// (endpoint id, created ms, delivery id) → (seq, event type, resource id):
 /// the log of an endpoint in list order.
 pub const BY_ENDPOINT: TableDefinition<(&str, i64, &str), (u64, &str, &str)> =
@@ -30,11 +35,12 @@ pub const DONE: TableDefinition<(i64, u64), ()> = TableDefinition::new("finished
 pub const SEEN: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen");
 /// endpoint id → encoded [`pb::EndpointStats`] (without next attempt time).
 pub const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoint_stats");
-/// Counters: "next_seq", "finished".
+/// Counters: "next_seq", "next_position", "finished".
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// (status, attempts, next attempt ms, finished ms, last status code).
-pub type StateTuple = (u8, u32, i64, i64, u32);
+/// (status, attempts, next attempt ms, finished ms, last status code,
+/// queue position).
+pub type StateTuple = (u8, u32, i64, i64, u32, u64);
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +55,8 @@ pub struct State {
     pub finished_at_ms: i64,
     /// Status code of the last attempt; 0 when it got no answer.
     pub last_status_code: u32,
+    /// Its key in `QUEUE` while queued; 0 while parked or finished.
+    pub position: u64,
 }
 
 impl State {
@@ -60,6 +68,7 @@ impl State {
             next_attempt_at_ms: 0,
             finished_at_ms: 0,
             last_status_code: 0,
+            position: 0,
         }
     }
 
@@ -71,6 +80,7 @@ impl State {
             self.next_attempt_at_ms,
             self.finished_at_ms,
             self.last_status_code,
+            self.position,
         )
     }
 
@@ -83,6 +93,7 @@ impl State {
             next_attempt_at_ms: t.2,
             finished_at_ms: t.3,
             last_status_code: t.4,
+            position: t.5,
         }
     }
 
@@ -112,6 +123,7 @@ pub fn summary(d: &pb::Delivery, st: &State) -> pb::DeliverySummary {
         last_status_code: st.last_status_code,
         resend_of: d.resend_of.clone(),
         test: d.test,
+        late_backlog: d.late_backlog,
     }
 }
 
@@ -132,11 +144,12 @@ mod tests {
             next_attempt_at_ms: 42,
             finished_at_ms: 0,
             last_status_code: 503,
+            position: 7,
         };
         assert_eq!(State::from_tuple(s.to_tuple()), s);
         assert!(s.is_queued());
         assert_eq!(
-            State::from_tuple((99, 0, 0, 0, 0)).status,
+            State::from_tuple((99, 0, 0, 0, 0, 0)).status,
             pb::DeliveryStatus::Pending
         );
     }

@@ -21,7 +21,22 @@ const RETAIN_BATCH: usize = 5_000;
 
 /// One request to the writer.
 pub(super) enum WriteOp {
-    Insert(Vec<pb::Delivery>, oneshot::Sender<Result<Inserted>>),
+    /// New deliveries; those in `parked` slots are held aside.
+    Insert {
+        deliveries: Vec<pb::Delivery>,
+        parked: Vec<u32>,
+        reply: oneshot::Sender<Result<Inserted>>,
+    },
+    /// Deliveries another agent handed over, queued as they come.
+    InsertHanded {
+        items: Vec<pb::HandedDelivery>,
+        late: bool,
+        reply: oneshot::Sender<Result<Inserted>>,
+    },
+    /// Queues a slot's parked deliveries; replies with their endpoints.
+    Unpark(u32, oneshot::Sender<Result<Vec<String>>>),
+    /// Forgets deliveries that were handed to another agent.
+    DropHanded(Vec<u64>, oneshot::Sender<Result<u64>>),
     Attempt {
         endpoint_id: String,
         seq: u64,
@@ -45,6 +60,7 @@ enum Reply {
     Inserted(oneshot::Sender<Result<Inserted>>, Inserted),
     Count(oneshot::Sender<Result<u64>>, u64),
     Streak(oneshot::Sender<Result<u32>>, u32),
+    Endpoints(oneshot::Sender<Result<Vec<String>>>, Vec<String>),
 }
 
 impl Reply {
@@ -61,6 +77,8 @@ impl Reply {
             (Reply::Count(tx, _), true) => drop(tx.send(Err(e()))),
             (Reply::Streak(tx, v), false) => drop(tx.send(Ok(v))),
             (Reply::Streak(tx, _), true) => drop(tx.send(Err(e()))),
+            (Reply::Endpoints(tx, v), false) => drop(tx.send(Ok(v))),
+            (Reply::Endpoints(tx, _), true) => drop(tx.send(Err(e()))),
         }
     }
 }
@@ -96,9 +114,33 @@ fn commit_group(
     let now = herald_shared::time::now_ms();
     for op in ops {
         match op {
-            WriteOp::Insert(deliveries, reply) => {
-                let r = insert(&tx, deliveries, now)?;
+            WriteOp::Insert {
+                deliveries,
+                parked,
+                reply,
+            } => {
+                let r = insert(&tx, deliveries, &parked, now)?;
                 replies.push(Reply::Inserted(reply, r));
+            }
+            WriteOp::InsertHanded { items, late, reply } => {
+                let r = insert_handed(&tx, items, late, now)?;
+                replies.push(Reply::Inserted(reply, r));
+            }
+            WriteOp::Unpark(slot, reply) => {
+                let eps = unpark(&tx, slot)?;
+                replies.push(Reply::Endpoints(reply, eps));
+            }
+            WriteOp::DropHanded(seqs, reply) => {
+                let mut n = 0;
+                for seq in seqs {
+                    if let Some(ep) = drop_delivery(&tx, seq, true)? {
+                        update_stats(&tx, &ep, |s| {
+                            s.queue_depth = s.queue_depth.saturating_sub(1)
+                        })?;
+                        n += 1;
+                    }
+                }
+                replies.push(Reply::Count(reply, n));
             }
             WriteOp::Attempt {
                 endpoint_id,
@@ -167,62 +209,88 @@ fn update_stats(
     Ok(s)
 }
 
+fn next_counter(tx: &WriteTransaction, key: &str) -> Result<u64, redb::Error> {
+    let n = meta(tx, key)?.max(1);
+    set_meta(tx, key, n + 1)?;
+    Ok(n)
+}
+
+/// Stores one delivery with its state, indexes and idempotency record;
+/// queues it unless `park` (then it waits in `PARKED`). Returns its seq,
+/// or None if a delivery with its id is already held.
+fn store_delivery(
+    tx: &WriteTransaction,
+    d: &pb::Delivery,
+    mut st: State,
+    park: bool,
+    now: i64,
+) -> Result<Option<u64>, redb::Error> {
+    let key = (d.endpoint_id.as_str(), d.delivery_id.as_str());
+    let mut seen = tx.open_table(SEEN)?;
+    let mut ids = tx.open_table(IDS)?;
+    if seen.get(key)?.is_some() || ids.get(d.delivery_id.as_str())?.is_some() {
+        return Ok(None);
+    }
+    seen.insert(key, now)?;
+    let seq = next_counter(tx, "next_seq")?;
+    ids.insert(d.delivery_id.as_str(), seq)?;
+    if park {
+        tx.open_table(PARKED)?.insert((d.slot, seq), ())?;
+        st.position = 0;
+    } else {
+        st.position = next_counter(tx, "next_position")?;
+        tx.open_table(QUEUE)?
+            .insert((d.endpoint_id.as_str(), st.position), seq)?;
+    }
+    tx.open_table(DELIVERIES)?
+        .insert(seq, d.encode_to_vec().as_slice())?;
+    tx.open_table(STATE)?.insert(seq, st.to_tuple())?;
+    let value = (seq, d.event_type.as_str(), resource_id(d));
+    tx.open_table(BY_ENDPOINT)?.insert(
+        (
+            d.endpoint_id.as_str(),
+            d.published_at_ms,
+            d.delivery_id.as_str(),
+        ),
+        value,
+    )?;
+    tx.open_table(BY_TENANT)?.insert(
+        (
+            d.tenant_id.as_str(),
+            d.published_at_ms,
+            d.delivery_id.as_str(),
+        ),
+        value,
+    )?;
+    Ok(Some(seq))
+}
+
+fn note_endpoint(res: &mut Inserted, endpoint_id: &str) {
+    res.stored += 1;
+    match res.endpoints.iter_mut().find(|(e, _)| e == endpoint_id) {
+        Some((_, n)) => *n += 1,
+        None => res.endpoints.push((endpoint_id.to_string(), 1)),
+    }
+}
+
 fn insert(
     tx: &WriteTransaction,
     deliveries: Vec<pb::Delivery>,
+    parked: &[u32],
     now: i64,
 ) -> Result<Inserted, redb::Error> {
     let mut res = Inserted::default();
-    let mut next_seq = meta(tx, "next_seq")?.max(1);
-    {
-        let mut seen = tx.open_table(SEEN)?;
-        let mut all = tx.open_table(DELIVERIES)?;
-        let mut ids = tx.open_table(IDS)?;
-        let mut state = tx.open_table(STATE)?;
-        let mut queue = tx.open_table(QUEUE)?;
-        let mut by_ep = tx.open_table(BY_ENDPOINT)?;
-        let mut by_tenant = tx.open_table(BY_TENANT)?;
-        for mut d in deliveries {
-            if d.delivery_id.is_empty() {
-                d.delivery_id = herald_shared::ids::delivery_id_for(&d.endpoint_id, &d.event_id);
-            }
-            if d.published_at_ms == 0 {
-                d.published_at_ms = now;
-            }
-            let key = (d.endpoint_id.as_str(), d.delivery_id.as_str());
-            if seen.get(key)?.is_some() || ids.get(d.delivery_id.as_str())?.is_some() {
-                res.duplicates += 1;
-                continue;
-            }
-            seen.insert(key, now)?;
-            let seq = next_seq;
-            next_seq += 1;
-            all.insert(seq, d.encode_to_vec().as_slice())?;
-            ids.insert(d.delivery_id.as_str(), seq)?;
-            state.insert(seq, State::pending().to_tuple())?;
-            queue.insert((d.endpoint_id.as_str(), seq), ())?;
-            let value = (seq, d.event_type.as_str(), resource_id(&d));
-            by_ep.insert(
-                (
-                    d.endpoint_id.as_str(),
-                    d.published_at_ms,
-                    d.delivery_id.as_str(),
-                ),
-                value,
-            )?;
-            by_tenant.insert(
-                (
-                    d.tenant_id.as_str(),
-                    d.published_at_ms,
-                    d.delivery_id.as_str(),
-                ),
-                value,
-            )?;
-            res.stored += 1;
-            match res.endpoints.iter_mut().find(|(e, _)| *e == d.endpoint_id) {
-                Some((_, n)) => *n += 1,
-                None => res.endpoints.push((d.endpoint_id.clone(), 1)),
-            }
+    for mut d in deliveries {
+        if d.delivery_id.is_empty() {
+            d.delivery_id = herald_shared::ids::delivery_id_for(&d.endpoint_id, &d.event_id);
+        }
+        if d.published_at_ms == 0 {
+            d.published_at_ms = now;
+        }
+        let park = parked.contains(&d.slot);
+        match store_delivery(tx, &d, State::pending(), park, now)? {
+            Some(_) => note_endpoint(&mut res, &d.endpoint_id),
+            None => res.duplicates += 1,
         }
     }
     for (ep, n) in &res.endpoints {
@@ -232,8 +300,80 @@ fn insert(
             s.last_event_at_ms = now;
         })?;
     }
-    set_meta(tx, "next_seq", next_seq)?;
     Ok(res)
+}
+
+/// Queues handed-over deliveries with their state and attempts. The
+/// sender counted them as events already; here they only add to the queue.
+fn insert_handed(
+    tx: &WriteTransaction,
+    items: Vec<pb::HandedDelivery>,
+    late: bool,
+    now: i64,
+) -> Result<Inserted, redb::Error> {
+    let mut res = Inserted::default();
+    for item in items {
+        let Some(mut d) = item.delivery else { continue };
+        d.late_backlog |= late;
+        let status = match pb::DeliveryStatus::try_from(item.status) {
+            Ok(pb::DeliveryStatus::Retrying) => pb::DeliveryStatus::Retrying,
+            _ => pb::DeliveryStatus::Pending,
+        };
+        let st = State {
+            status,
+            attempts: item.attempts,
+            next_attempt_at_ms: item.next_attempt_at_ms,
+            finished_at_ms: 0,
+            last_status_code: item.last_status_code,
+            position: 0,
+        };
+        let Some(seq) = store_delivery(tx, &d, st, false, now)? else {
+            res.duplicates += 1;
+            continue;
+        };
+        let mut attempts = tx.open_table(ATTEMPTS)?;
+        for a in &item.attempt_log {
+            attempts.insert((seq, a.number), a.encode_to_vec().as_slice())?;
+        }
+        note_endpoint(&mut res, &d.endpoint_id);
+    }
+    for (ep, n) in &res.endpoints {
+        update_stats(tx, ep, |s| s.queue_depth += n)?;
+    }
+    Ok(res)
+}
+
+/// Queues every parked delivery of `slot`, in arrival order, behind what is
+/// queued now (the handed-over work); returns their endpoints.
+fn unpark(tx: &WriteTransaction, slot: u32) -> Result<Vec<String>, redb::Error> {
+    let mut seqs = Vec::new();
+    tx.open_table(PARKED)?
+        .retain_in((slot, 0)..=(slot, u64::MAX), |(_, seq), _| {
+            seqs.push(seq);
+            false
+        })?;
+    let mut endpoints: Vec<String> = Vec::new();
+    for seq in seqs {
+        let Some(d) = tx
+            .open_table(DELIVERIES)?
+            .get(seq)?
+            .and_then(|v| pb::Delivery::decode(v.value()).ok())
+        else {
+            continue;
+        };
+        let mut states = tx.open_table(STATE)?;
+        let Some(mut st) = states.get(seq)?.map(|v| State::from_tuple(v.value())) else {
+            continue;
+        };
+        st.position = next_counter(tx, "next_position")?;
+        states.insert(seq, st.to_tuple())?;
+        tx.open_table(QUEUE)?
+            .insert((d.endpoint_id.as_str(), st.position), seq)?;
+        if !endpoints.contains(&d.endpoint_id) {
+            endpoints.push(d.endpoint_id);
+        }
+    }
+    Ok(endpoints)
 }
 
 /// Records one attempt and what it means for the delivery and the
@@ -275,7 +415,8 @@ fn attempt(
         st.status = status;
         st.next_attempt_at_ms = 0;
         st.finished_at_ms = now;
-        tx.open_table(QUEUE)?.remove((endpoint_id, seq))?;
+        tx.open_table(QUEUE)?.remove((endpoint_id, st.position))?;
+        st.position = 0;
         tx.open_table(DONE)?.insert((now, seq), ())?;
         let n = meta(tx, "finished")?;
         set_meta(tx, "finished", n + 1)?;
@@ -353,7 +494,7 @@ fn purge(tx: &WriteTransaction, endpoint_id: &str) -> Result<u64, redb::Error> {
     )?;
     let mut queued = 0;
     for seq in seqs {
-        if drop_delivery(tx, seq, false)? {
+        if drop_delivery(tx, seq, false)?.is_some() {
             queued += 1;
         }
     }
@@ -361,15 +502,20 @@ fn purge(tx: &WriteTransaction, endpoint_id: &str) -> Result<u64, redb::Error> {
     Ok(queued)
 }
 
-/// Deletes one delivery and its attempts; true if it was still queued.
-/// `by_endpoint` says whether its endpoint index entry still needs removing.
-fn drop_delivery(tx: &WriteTransaction, seq: u64, by_endpoint: bool) -> Result<bool, redb::Error> {
+/// Deletes one delivery and its attempts; returns its endpoint if it was
+/// still queued (or parked). `by_endpoint` says whether its endpoint index
+/// entry still needs removing.
+fn drop_delivery(
+    tx: &WriteTransaction,
+    seq: u64,
+    by_endpoint: bool,
+) -> Result<Option<String>, redb::Error> {
     let Some(bytes) = tx
         .open_table(DELIVERIES)?
         .remove(seq)?
         .map(|v| v.value().to_vec())
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let st = tx
         .open_table(STATE)?
@@ -380,22 +526,29 @@ fn drop_delivery(tx: &WriteTransaction, seq: u64, by_endpoint: bool) -> Result<b
         .retain_in((seq, 0)..=(seq, u32::MAX), |_, _| false)?;
     let Ok(d) = pb::Delivery::decode(bytes.as_slice()) else {
         tracing::error!(seq, "undecodable delivery dropped; its index entries stay");
-        return Ok(false);
+        return Ok(None);
     };
     tx.open_table(IDS)?.remove(d.delivery_id.as_str())?;
-    let key = |owner: &str| (owner.to_string(), d.published_at_ms, d.delivery_id.clone());
-    let (t, c, i) = key(&d.tenant_id);
-    tx.open_table(BY_TENANT)?
-        .remove((t.as_str(), c, i.as_str()))?;
+    tx.open_table(BY_TENANT)?.remove((
+        d.tenant_id.as_str(),
+        d.published_at_ms,
+        d.delivery_id.as_str(),
+    ))?;
     if by_endpoint {
-        let (e, c, i) = key(&d.endpoint_id);
-        tx.open_table(BY_ENDPOINT)?
-            .remove((e.as_str(), c, i.as_str()))?;
+        tx.open_table(BY_ENDPOINT)?.remove((
+            d.endpoint_id.as_str(),
+            d.published_at_ms,
+            d.delivery_id.as_str(),
+        ))?;
     }
     if st.is_queued() {
-        tx.open_table(QUEUE)?
-            .remove((d.endpoint_id.as_str(), seq))?;
-        Ok(true)
+        if st.position > 0 {
+            tx.open_table(QUEUE)?
+                .remove((d.endpoint_id.as_str(), st.position))?;
+        } else {
+            tx.open_table(PARKED)?.remove((d.slot, seq))?;
+        }
+        Ok(Some(d.endpoint_id))
     } else {
         if tx
             .open_table(DONE)?
@@ -405,7 +558,7 @@ fn drop_delivery(tx: &WriteTransaction, seq: u64, by_endpoint: bool) -> Result<b
             let n = meta(tx, "finished")?;
             set_meta(tx, "finished", n.saturating_sub(1))?;
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

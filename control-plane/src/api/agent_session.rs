@@ -133,7 +133,11 @@ impl Api {
                         .collect(),
                     outgoing: m.outgoing_of(agent_id),
                     owner_addrs: (0..m.slot_count)
-                        .map(|s| m.owner(s).map(|a| a.ingest_addr.clone()).unwrap_or_default())
+                        .map(|s| {
+                            m.owner(s)
+                                .map(|a| a.ingest_addr.clone())
+                                .unwrap_or_default()
+                        })
                         .collect(),
                 },
                 None => pb::SlotAssignment {

@@ -1,0 +1,198 @@
+//! Handing queues to other agents. Two cases:
+//!
+//! - A slot moved away from us while we live (another agent joined, or we
+//!   drain): its new owner parks new work until we have sent every queued
+//!   delivery of the slot, in order, with its retry state and attempts,
+//!   and then said we are done with the slot.
+//! - We restarted and hold deliveries of slots that moved while we were
+//!   gone: they go to the current owners as late backlog, queued behind
+//!   what those delivered meanwhile.
+//!
+//! Level-triggered: each round looks at what the store holds and what the
+//! assignment says, so a crash on either side just means a later round
+//! sends again; the receiver skips deliveries it already holds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_proto::v1 as pb;
+use herald_proto::v1::agent_ingest_client::AgentIngestClient;
+use herald_shared::slot::{SLOT_COUNT, slot_for};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::dispatcher::Dispatcher;
+use crate::state::AgentState;
+use crate::store::Store;
+
+/// Deliveries per handoff call.
+const BATCH: usize = 500;
+/// How often a round runs while slots remain to hand over.
+const ROUND_EVERY: Duration = Duration::from_secs(2);
+/// Longest wait for an attempt in progress before its queue moves.
+const QUIESCE_LIMIT: Duration = Duration::from_secs(65);
+
+/// The handoff driver. One per agent.
+pub struct Handoff {
+    agent_id: String,
+    store: Store,
+    state: AgentState,
+    dispatcher: Dispatcher,
+    poke: Notify,
+    clients: std::sync::Mutex<HashMap<String, AgentIngestClient<Channel>>>,
+}
+
+impl Handoff {
+    /// A driver for this agent.
+    pub fn new(
+        agent_id: String,
+        store: Store,
+        state: AgentState,
+        dispatcher: Dispatcher,
+    ) -> Arc<Self> {
+        Arc::new(Handoff {
+            agent_id,
+            store,
+            state,
+            dispatcher,
+            poke: Notify::new(),
+            clients: Default::default(),
+        })
+    }
+
+    /// Asks for a round now (the assignment changed).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Runs rounds until `cancel` fires.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.poke.notified() => {}
+                _ = tokio::time::sleep(ROUND_EVERY) => {}
+            }
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "handoff round failed; will try again");
+            }
+        }
+    }
+
+    fn client(&self, addr: &str) -> anyhow::Result<AgentIngestClient<Channel>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        let c = AgentIngestClient::new(ch)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        clients.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> crate::error::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&store)).await??)
+    }
+
+    /// One pass over everything there is to hand over.
+    async fn round(&self) -> anyhow::Result<()> {
+        if self.state.epoch() == 0 {
+            return Ok(()); // No assignment yet: we cannot tell what we own.
+        }
+        let with_work = self.blocking(|s| s.slots_with_work()).await?;
+        // Parked work of a slot that is ours outright (its handoff finished
+        // before a restart, say) is queued now.
+        for slot in &with_work {
+            if self.state.deliverable(*slot) {
+                for ep in self.store.unpark(*slot).await? {
+                    self.dispatcher.wake(&ep);
+                }
+            }
+        }
+        let outgoing: HashSet<u32> = self.state.outgoing().into_iter().collect();
+        let mut idle: HashMap<String, Vec<u32>> = HashMap::new();
+        for slot in &outgoing {
+            if !with_work.contains(slot)
+                && let Some(addr) = self.state.owner_addr(*slot)
+            {
+                idle.entry(addr).or_default().push(*slot);
+            }
+        }
+        // Slots with nothing left: one "done" per owner.
+        for (addr, slots) in idle {
+            self.send(&addr, Vec::new(), slots, false).await?;
+        }
+        for slot in with_work {
+            if self.state.owns(slot) {
+                continue;
+            }
+            let Some(addr) = self.state.owner_addr(slot) else {
+                continue; // Nobody owns it yet; keep it.
+            };
+            self.hand_slot(slot, &addr, !outgoing.contains(&slot))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every delivery we hold of `slot` to `addr`, then (for a live
+    /// handoff) says we are done with it.
+    async fn hand_slot(&self, slot: u32, addr: &str, late: bool) -> anyhow::Result<()> {
+        let endpoints = self.blocking(|s| s.endpoints_with_pending()).await?;
+        for ep in endpoints
+            .iter()
+            .filter(|ep| slot_for(ep, SLOT_COUNT) == slot)
+        {
+            self.dispatcher.quiesce(ep, QUIESCE_LIMIT).await;
+        }
+        // Outcomes recorded without waiting are committed before we read.
+        self.store.sync().await?;
+        let mut moved = 0usize;
+        loop {
+            let batch = self.blocking(move |s| s.handoff_items(slot, BATCH)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let (seqs, items): (Vec<u64>, Vec<pb::HandedDelivery>) = batch.into_iter().unzip();
+            moved += items.len();
+            self.send(addr, items, Vec::new(), late).await?;
+            // Only once the owner has them stored do we forget them.
+            self.store.drop_handed(seqs).await?;
+        }
+        if !late {
+            self.send(addr, Vec::new(), vec![slot], false).await?;
+        }
+        tracing::info!(slot, to = addr, moved, late, "slot handed over");
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        addr: &str,
+        items: Vec<pb::HandedDelivery>,
+        done_slots: Vec<u32>,
+        late: bool,
+    ) -> anyhow::Result<()> {
+        let mut client = self.client(addr)?;
+        client
+            .handoff(pb::HandoffBatch {
+                from_agent_id: self.agent_id.clone(),
+                items,
+                done_slots,
+                late,
+            })
+            .await?;
+        Ok(())
+    }
+}
