@@ -107,8 +107,9 @@ impl Handoff {
 
     /// One pass over everything there is to hand over.
     async fn round(&self) -> anyhow::Result<()> {
-        if self.state.epoch() == 0 {
-            return Ok(()); // No assignment yet: we cannot tell what we own.
+        if self.state.epoch() == 0 || !self.state.member() {
+            // Until the map lists us, we cannot tell what we will own.
+            return Ok(());
         }
         let with_work = self.blocking(|s| s.slots_with_work()).await?;
         // Parked work of a slot that is ours outright (its handoff finished

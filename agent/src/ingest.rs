@@ -112,6 +112,7 @@ impl AgentIngest for Ingest {
         if inserted.stored > 0 {
             tracing::info!(from = %r.from_agent_id, stored = inserted.stored, late = r.late, "deliveries handed over");
         }
+        let mut finished = Vec::new();
         for slot in r.done_slots {
             if !self.state.owns(slot) {
                 continue;
@@ -122,12 +123,15 @@ impl AgentIngest for Ingest {
                     self.dispatcher.wake(&ep);
                 }
             }
+            finished.push(slot);
+        }
+        if !finished.is_empty() {
             let _ = self
                 .outbox
                 .send(pb::AgentMessage {
                     kind: Some(pb::agent_message::Kind::HandoffComplete(
                         pb::HandoffComplete {
-                            slot,
+                            slots: finished,
                             from_agent_id: r.from_agent_id.clone(),
                         },
                     )),

@@ -22,6 +22,7 @@ struct Inner {
     finished: HashSet<(u32, String)>,
     outgoing: Vec<u32>,
     owner_addrs: Vec<String>,
+    member: bool,
     endpoints: HashMap<String, Arc<pb::DeliveryEndpoint>>,
 }
 
@@ -77,6 +78,7 @@ impl AgentState {
             }
             s.outgoing = a.outgoing.clone();
             s.owner_addrs = a.owner_addrs.clone();
+            s.member = a.member;
         });
     }
 
@@ -126,6 +128,11 @@ impl AgentState {
                 .filter(|a| !a.is_empty())
                 .cloned()
         })
+    }
+
+    /// Whether the current map lists this agent.
+    pub fn member(&self) -> bool {
+        self.read(|s| s.member)
     }
 
     /// Number of owned slots.

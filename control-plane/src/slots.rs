@@ -128,36 +128,47 @@ async fn plan_once(store: &Store, view: &ViewHandle) -> Result<()> {
     Ok(())
 }
 
-/// Records that `agent_id` received all of `slot` from `from`: drops that
-/// handoff from the map (same epoch: ownership does not change). Any
+/// Records that `agent_id` received all of `slots` from `from`: drops
+/// those handoffs from the map (same epoch: ownership does not change). Any
 /// replica may call it; compare-and-put makes it safe against the planner.
-pub async fn complete_handoff(store: &Store, agent_id: &str, slot: u32, from: &str) -> Result<()> {
-    for _ in 0..20 {
+pub async fn complete_handoff(
+    store: &Store,
+    agent_id: &str,
+    slots: &[u32],
+    from: &str,
+) -> Result<()> {
+    for _ in 0..50 {
         let Some(cur) = store.get::<SlotMap>(keys::SLOT_MAP).await? else {
             return Ok(());
         };
         let mut map = cur.value;
-        if !map.owner(slot).is_some_and(|a| a.id == agent_id) {
-            return Ok(()); // The slot moved on; the new plan decides.
+        let mut changed = 0;
+        for slot in slots {
+            // A slot that moved on is the new plan's business.
+            if map.owner(*slot).is_none_or(|a| a.id != agent_id) {
+                continue;
+            }
+            let Some(list) = map.handoffs.get_mut(slot) else {
+                continue;
+            };
+            let before = list.len();
+            list.retain(|f| f != from);
+            changed += before - list.len();
+            if list.is_empty() {
+                map.handoffs.remove(slot);
+            }
         }
-        let Some(list) = map.handoffs.get_mut(&slot) else {
+        if changed == 0 {
             return Ok(());
-        };
-        let before = list.len();
-        list.retain(|f| f != from);
-        if list.len() == before {
-            return Ok(());
-        }
-        if list.is_empty() {
-            map.handoffs.remove(&slot);
         }
         if store
             .compare_and_put(keys::SLOT_MAP, &map, cur.revision)
             .await?
         {
-            tracing::info!(slot, from, to = agent_id, "handoff complete");
+            tracing::info!(slots = changed, from, to = agent_id, "handoffs complete");
             return Ok(());
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(crate::error::Error::Unavailable(
         "the slot map kept changing; the agent will report again".into(),

@@ -188,6 +188,16 @@ impl Agent {
         &self.data_dir
     }
 
+    /// SIGTERM the agent (it drains) and wait for it to exit; false if it
+    /// did not within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let done = self.proc.as_mut().is_some_and(|p| p.terminate(timeout));
+        if done {
+            self.proc = None;
+        }
+        done
+    }
+
     /// SIGKILL the agent.
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.proc.take() {

@@ -266,3 +266,69 @@ async fn retention_drops_finished_deliveries_only() {
     );
     assert_eq!(s.pending("a", 0, 10).unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn handed_deliveries_queue_ahead_of_parked_work_and_may_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let slot = |ep: &str| herald_shared::slot::slot_for(ep, herald_shared::slot::SLOT_COUNT);
+    let mut fresh = delivery("a", "new");
+    fresh.slot = slot("a");
+    // New work for a slot still being handed over is parked...
+    s.insert_parking(vec![fresh], vec![slot("a")])
+        .await
+        .unwrap();
+    assert!(
+        s.pending("a", 0, 10).unwrap().is_empty(),
+        "parked, not queued"
+    );
+    // ...the handed deliveries are queued as they come, with their state...
+    let handed = |event: &str| {
+        let mut d = delivery("a", event);
+        d.slot = slot("a");
+        d.delivery_id = herald_shared::ids::delivery_id_for("a", event);
+        pb::HandedDelivery {
+            delivery: Some(d),
+            status: pb::DeliveryStatus::Retrying as i32,
+            attempts: 2,
+            next_attempt_at_ms: 99,
+            last_status_code: 503,
+            attempt_log: vec![attempt(503), attempt(503)]
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| pb::Attempt {
+                    number: i as u32 + 1,
+                    ..a
+                })
+                .collect(),
+        }
+    };
+    let r = s
+        .insert_handed(vec![handed("old1"), handed("old2")], false)
+        .await
+        .unwrap();
+    assert_eq!(r.stored, 2);
+    // ...and once the handoff is done the parked work goes behind them.
+    assert_eq!(s.unpark(slot("a")).await.unwrap(), ["a"]);
+    let q = s.pending("a", 0, 10).unwrap();
+    let events: Vec<_> = q.iter().map(|q| q.delivery.event_id.as_str()).collect();
+    assert_eq!(events, ["old1", "old2", "new"]);
+    assert_eq!((q[0].attempts, q[0].next_attempt_at_ms), (2, 99));
+    let d = s.get("acme", &q[0].delivery.delivery_id).unwrap().unwrap();
+    assert_eq!(d.attempts.len(), 2, "the attempt log moved too");
+    // Handing them away forgets them here; taking them back stores them
+    // again (the idempotency record must not drop them: that lost events).
+    let seqs: Vec<u64> = q[..2].iter().map(|q| q.seq).collect();
+    assert_eq!(s.drop_handed(seqs).await.unwrap(), 2);
+    assert_eq!(s.pending("a", 0, 10).unwrap().len(), 1);
+    let r = s.insert_handed(vec![handed("old1")], true).await.unwrap();
+    assert_eq!((r.stored, r.duplicates), (1, 0));
+    let again = s.insert_handed(vec![handed("old1")], true).await.unwrap();
+    assert_eq!(again.duplicates, 1, "a repeated batch is skipped");
+    let q = s.pending("a", 0, 10).unwrap();
+    assert!(
+        q.last().unwrap().delivery.late_backlog,
+        "leftovers are marked"
+    );
+    assert_eq!(s.stats("a").unwrap().queue_depth, 2);
+}

@@ -217,18 +217,22 @@ fn next_counter(tx: &WriteTransaction, key: &str) -> Result<u64, redb::Error> {
 
 /// Stores one delivery with its state, indexes and idempotency record;
 /// queues it unless `park` (then it waits in `PARKED`). Returns its seq,
-/// or None if a delivery with its id is already held.
+/// or None if a delivery with its id is already held, or (for new work,
+/// `check_seen`) was accepted within the idempotency window. Handed-over
+/// deliveries skip that check: one that left this agent earlier and comes
+/// back must be taken again.
 fn store_delivery(
     tx: &WriteTransaction,
     d: &pb::Delivery,
     mut st: State,
     park: bool,
+    check_seen: bool,
     now: i64,
 ) -> Result<Option<u64>, redb::Error> {
     let key = (d.endpoint_id.as_str(), d.delivery_id.as_str());
     let mut seen = tx.open_table(SEEN)?;
     let mut ids = tx.open_table(IDS)?;
-    if seen.get(key)?.is_some() || ids.get(d.delivery_id.as_str())?.is_some() {
+    if ids.get(d.delivery_id.as_str())?.is_some() || (check_seen && seen.get(key)?.is_some()) {
         return Ok(None);
     }
     seen.insert(key, now)?;
@@ -288,7 +292,7 @@ fn insert(
             d.published_at_ms = now;
         }
         let park = parked.contains(&d.slot);
-        match store_delivery(tx, &d, State::pending(), park, now)? {
+        match store_delivery(tx, &d, State::pending(), park, true, now)? {
             Some(_) => note_endpoint(&mut res, &d.endpoint_id),
             None => res.duplicates += 1,
         }
@@ -327,7 +331,7 @@ fn insert_handed(
             last_status_code: item.last_status_code,
             position: 0,
         };
-        let Some(seq) = store_delivery(tx, &d, st, false, now)? else {
+        let Some(seq) = store_delivery(tx, &d, st, false, false, now)? else {
             res.duplicates += 1;
             continue;
         };

@@ -80,7 +80,7 @@ impl Api {
                     Some(Ok(pb::AgentMessage { kind: Some(pb::agent_message::Kind::HandoffComplete(h)) })) => {
                         let (store, agent) = (self.store().clone(), agent_id.to_string());
                         tokio::spawn(async move {
-                            if let Err(e) = crate::slots::complete_handoff(&store, &agent, h.slot, &h.from_agent_id).await {
+                            if let Err(e) = crate::slots::complete_handoff(&store, &agent, &h.slots, &h.from_agent_id).await {
                                 tracing::warn!(error = %e, "cannot record a finished handoff; the agent will report again");
                             }
                         });
@@ -132,6 +132,7 @@ impl Api {
                         })
                         .collect(),
                     outgoing: m.outgoing_of(agent_id),
+                    member: m.agents.iter().any(|a| a.id == agent_id),
                     owner_addrs: (0..m.slot_count)
                         .map(|s| {
                             m.owner(s)
