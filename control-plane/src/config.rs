@@ -35,6 +35,13 @@ pub struct Config {
     /// waits for a leader that died before another replica plans the slots.
     #[arg(long, env = "HERALD_LEADER_TTL_SECS", default_value_t = 5)]
     pub leader_ttl_secs: i64,
+    /// When an agent dies holding queues, how long the new owners of its
+    /// slots hold newer events back, waiting for it to come back and hand
+    /// its queues over (so per-endpoint order holds across the crash).
+    /// After that, newer events go first and the dead agent's leftovers
+    /// follow, marked late, when it returns.
+    #[arg(long, env = "HERALD_DEAD_AGENT_WAIT_SECS", default_value_t = 60)]
+    pub dead_agent_wait_secs: u64,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

@@ -55,6 +55,7 @@ pub async fn run(
         view.clone(),
         slots_changed,
         leading,
+        Duration::from_secs(config.dead_agent_wait_secs),
         cancel.clone(),
     ));
     // Serve only once the first load is in: before it, every publish would

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use herald_shared::model::{AgentRecord, SlotMap};
 use herald_shared::slot;
+use herald_shared::time::now_ms;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -26,18 +27,25 @@ pub async fn run(
     view: ViewHandle,
     changed: Arc<Notify>,
     mut is_leader: watch::Receiver<bool>,
+    dead_wait: Duration,
     cancel: CancellationToken,
 ) {
+    let dead_wait_ms = dead_wait.as_millis() as i64;
     loop {
+        // Wake when a dead agent's wait ends, to let its slots go on.
+        let until_deadline = next_deadline(&view)
+            .map(|d| Duration::from_millis((d - now_ms()).max(0) as u64 + 10))
+            .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = changed.notified() => {}
+            _ = tokio::time::sleep(until_deadline) => {}
             r = is_leader.changed() => if r.is_err() { return },
         }
         if !*is_leader.borrow() {
             continue;
         }
-        if let Err(e) = plan_once(&store, &view).await {
+        if let Err(e) = plan_once(&store, &view, dead_wait_ms).await {
             tracing::warn!(error = %e, "slot planning failed; will retry");
             tokio::time::sleep(Duration::from_millis(500)).await;
             changed.notify_one();
@@ -48,11 +56,19 @@ pub async fn run(
 /// The map the agent set calls for, if it differs from the current one.
 ///
 /// Owners are the rendezvous assignment over agents not draining (over all
-/// of them if every one drains). A slot whose owner changes while the old
-/// owner is still alive is marked as a handoff from it; handoffs from agents
-/// that are gone are dropped (their leftovers come back late, after a
-/// restart). The epoch grows when ownership or membership changes.
-pub fn desired(current: Option<&SlotMap>, agents: Vec<AgentRecord>) -> Option<SlotMap> {
+/// of them if every one drains). A slot whose owner changes is marked as a
+/// handoff from the old owner: while it lives (a join, a drain) until it
+/// has handed its queue over; when it died, until it comes back (and
+/// takes its slots back, with what its replacements parked) or until
+/// `dead_wait_ms` has passed, after which newer events go first and its
+/// leftovers follow when it returns. The epoch grows when ownership or
+/// membership changes.
+pub fn desired(
+    current: Option<&SlotMap>,
+    agents: Vec<AgentRecord>,
+    now_ms: i64,
+    dead_wait_ms: i64,
+) -> Option<SlotMap> {
     let mut candidates: Vec<usize> = (0..agents.len()).filter(|i| !agents[*i].draining).collect();
     if candidates.is_empty() {
         candidates = (0..agents.len()).collect();
@@ -63,6 +79,20 @@ pub fn desired(current: Option<&SlotMap>, agents: Vec<AgentRecord>) -> Option<Sl
         .map(|i| candidates[usize::from(i)] as u16)
         .collect();
     let live = |id: &str| agents.iter().any(|a| a.id == id);
+    // Agents that died still holding slots: wait for them a while.
+    let mut dead: BTreeMap<String, i64> = current
+        .map(|m| m.dead.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(id, until)| !live(id) && *until > now_ms)
+        .collect();
+    if let Some(cur) = current {
+        for a in &cur.agents {
+            if !live(&a.id) && !cur.slots_of(&a.id).is_empty() && !cur.dead.contains_key(&a.id) {
+                dead.insert(a.id.clone(), now_ms + dead_wait_ms);
+            }
+        }
+    }
     let mut handoffs: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for (s, owner) in owners.iter().enumerate() {
         let s = s as u32;
@@ -76,15 +106,17 @@ pub fn desired(current: Option<&SlotMap>, agents: Vec<AgentRecord>) -> Option<Sl
         {
             from.push(old.id.clone());
         }
-        from.retain(|f| f != new_owner && live(f));
+        from.retain(|f| f != new_owner && (live(f) || dead.contains_key(f)));
         if !from.is_empty() {
             handoffs.insert(s, from);
         }
     }
+    dead.retain(|id, _| handoffs.values().any(|f| f.contains(id)));
     if let Some(cur) = current
         && cur.agents == agents
         && cur.owners == owners
         && cur.handoffs == handoffs
+        && cur.dead == dead
     {
         return None;
     }
@@ -99,15 +131,25 @@ pub fn desired(current: Option<&SlotMap>, agents: Vec<AgentRecord>) -> Option<Sl
         agents,
         owners,
         handoffs,
+        dead,
     })
 }
 
-async fn plan_once(store: &Store, view: &ViewHandle) -> Result<()> {
+/// When the planner must look again: the earliest wait for a dead agent.
+fn next_deadline(view: &ViewHandle) -> Option<i64> {
+    view.read(|v| {
+        v.slot_map
+            .as_ref()
+            .and_then(|(m, _)| m.dead.values().min().copied())
+    })
+}
+
+async fn plan_once(store: &Store, view: &ViewHandle, dead_wait_ms: i64) -> Result<()> {
     let (next, revision) = view.read(|v| {
         let agents = v.agents.values().cloned().collect();
         let current = v.slot_map.as_ref();
         (
-            desired(current.map(|(m, _)| m), agents),
+            desired(current.map(|(m, _)| m), agents, now_ms(), dead_wait_ms),
             current.map(|(_, r)| *r).unwrap_or(0),
         )
     });
@@ -189,10 +231,31 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_owner_is_waited_for_until_it_returns_or_times_out() {
+        let m1 = desired(None, vec![agent("a"), agent("b")], 0, 1000).unwrap();
+        let b_slots = m1.slots_of("b");
+        // b dies: a owns everything but waits for b's queues.
+        let m2 = desired(Some(&m1), vec![agent("a")], 100, 1000).unwrap();
+        assert_eq!(m2.dead.get("b"), Some(&1100));
+        assert_eq!(m2.incoming_of("a").len(), b_slots.len());
+        assert!(desired(Some(&m2), vec![agent("a")], 500, 1000).is_none());
+        // b comes back in time: it takes its slots back, and first gets
+        // what a parked for them meanwhile.
+        let m3 = desired(Some(&m2), vec![agent("a"), agent("b")], 600, 1000).unwrap();
+        assert_eq!(m3.slots_of("b"), b_slots);
+        assert!(m3.dead.is_empty());
+        assert!(m3.handoffs.values().all(|f| f == &["a".to_string()]));
+        // Or it does not: after the wait, a delivers on its own.
+        let m4 = desired(Some(&m2), vec![agent("a")], 1200, 1000).unwrap();
+        assert!(m4.handoffs.is_empty() && m4.dead.is_empty());
+        assert_eq!(m4.epoch, m2.epoch, "ownership did not change");
+    }
+
+    #[test]
     fn moved_slots_wait_for_live_old_owners_only() {
-        let m1 = desired(None, vec![agent("a")]).unwrap();
+        let m1 = desired(None, vec![agent("a")], 0, 1000).unwrap();
         assert!(m1.handoffs.is_empty(), "nothing to hand over at first");
-        let m2 = desired(Some(&m1), vec![agent("a"), agent("b")]).unwrap();
+        let m2 = desired(Some(&m1), vec![agent("a"), agent("b")], 0, 1000).unwrap();
         let moved = m2.slots_of("b");
         assert!(!moved.is_empty());
         assert_eq!(m2.handoffs.len(), moved.len());
@@ -202,32 +265,35 @@ mod tests {
         // a's own pending handoff to b is dropped (a owns those slots again).
         let mut b = agent("b");
         b.draining = true;
-        let m3 = desired(Some(&m2), vec![agent("a"), b.clone()]).unwrap();
+        let m3 = desired(Some(&m2), vec![agent("a"), b.clone()], 0, 1000).unwrap();
         assert_eq!(m3.slots_of("b"), Vec::<u32>::new());
         assert_eq!(m3.epoch, m2.epoch + 1);
         assert!(m3.handoffs.values().all(|f| f == &["b".to_string()]));
         assert_eq!(m3.outgoing_of("b"), moved);
-        // b dies: nobody waits for it.
-        let m4 = desired(Some(&m3), vec![agent("a")]).unwrap();
+        // b dies while draining (it owned nothing): nobody waits for it.
+        let m4 = desired(Some(&m3), vec![agent("a")], 0, 1000).unwrap();
         assert!(m4.handoffs.is_empty());
+        assert!(m4.dead.is_empty());
         // Only the handoffs changed: the epoch stays.
         let mut m5 = m2.clone();
         m5.handoffs.clear();
-        assert!(desired(Some(&m5), vec![agent("a"), agent("b")]).is_none());
+        assert!(desired(Some(&m5), vec![agent("a"), agent("b")], 0, 1000).is_none());
     }
 
     #[test]
     fn epoch_grows_only_on_change() {
-        let m1 = desired(None, vec![agent("a")]).unwrap();
+        let m1 = desired(None, vec![agent("a")], 0, 1000).unwrap();
         assert_eq!(m1.epoch, 1);
-        assert!(desired(Some(&m1), vec![agent("a")]).is_none());
-        let m2 = desired(Some(&m1), vec![agent("a"), agent("b")]).unwrap();
+        assert!(desired(Some(&m1), vec![agent("a")], 0, 1000).is_none());
+        let m2 = desired(Some(&m1), vec![agent("a"), agent("b")], 0, 1000).unwrap();
         assert_eq!(m2.epoch, 2);
         // A restarted agent with a new address is a change too.
         let mut moved = agent("a");
         moved.ingest_addr = "a:2".into();
         assert_eq!(
-            desired(Some(&m2), vec![moved, agent("b")]).unwrap().epoch,
+            desired(Some(&m2), vec![moved, agent("b")], 0, 1000)
+                .unwrap()
+                .epoch,
             3
         );
     }

@@ -151,6 +151,10 @@ pub struct SlotMap {
     /// Slots whose owner must first receive the queues of these earlier
     /// owners (agent ids) before it delivers anything in them.
     pub handoffs: BTreeMap<u32, Vec<String>>,
+    /// Agents that died holding slots, with how long (ms since the epoch)
+    /// their slots' new owners wait for them to come back and hand over
+    /// their queues before delivering newer events first.
+    pub dead: BTreeMap<String, i64>,
 }
 
 impl SlotMap {

@@ -24,6 +24,15 @@ pub struct Received {
     pub body: Bytes,
     /// When it arrived.
     pub at: Instant,
+    /// The status the receiver answered with.
+    pub answered: u16,
+}
+
+impl Received {
+    /// Whether the receiver accepted it (answered 2xx).
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.answered)
+    }
 }
 
 impl Received {
@@ -157,6 +166,17 @@ async fn record(
     let seq = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["data"]["seq"].as_u64());
+    let (status, retry_after) =
+        if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock") {
+            (500, None)
+        } else {
+            shared
+                .script
+                .lock()
+                .expect("lock")
+                .pop_front()
+                .unwrap_or((shared.status.load(Ordering::SeqCst), None))
+        };
     let n = {
         let mut received = shared.received.lock().expect("lock");
         received.push(Received {
@@ -165,22 +185,10 @@ async fn record(
             headers,
             body,
             at: Instant::now(),
+            answered: status,
         });
         received.len()
     };
-    if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock") {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            HeaderMap::new(),
-            format!("request {n}: seq {} fails", seq.unwrap_or_default()),
-        );
-    }
-    let (status, retry_after) = shared
-        .script
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .unwrap_or((shared.status.load(Ordering::SeqCst), None));
     let mut out = HeaderMap::new();
     if let Some(secs) = retry_after {
         out.insert("retry-after", secs.into());
