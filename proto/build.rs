@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "herald/v1/endpoints.proto",
         "herald/v1/publish.proto",
         "herald/v1/deliveries.proto",
+        "herald/v1/cluster.proto",
         "herald/v1/agent.proto",
     ];
     for f in files {

@@ -16,6 +16,10 @@ const MAX_LIMIT: usize = 1000;
 pub struct Query {
     /// The log lives here.
     pub store: Store,
+    /// This agent's id.
+    pub agent_id: String,
+    /// For the epoch.
+    pub state: crate::state::AgentState,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -72,6 +76,19 @@ impl AgentQuery for Query {
                 r.delivery_id
             ))),
         }
+    }
+
+    async fn get_agent_status(
+        &self,
+        _req: Request<pb::AgentStatusRequest>,
+    ) -> Result<Response<pb::AgentStatus>, Status> {
+        let store = self.store.clone();
+        let queue_depth = blocking(move || store.queue_len()).await?;
+        Ok(Response::new(pb::AgentStatus {
+            agent_id: self.agent_id.clone(),
+            epoch: self.state.epoch(),
+            queue_depth,
+        }))
     }
 
     async fn get_endpoint_stats(

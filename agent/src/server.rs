@@ -98,7 +98,7 @@ pub async fn run(
 
     let control = ControlLoop {
         control_planes: config.control_plane.clone(),
-        agent_id,
+        agent_id: agent_id.clone(),
         ingest_addr,
         state: state.clone(),
         store: store.clone(),
@@ -122,6 +122,8 @@ pub async fn run(
     on_listening(addr);
     let query = Query {
         store: store.clone(),
+        agent_id: agent_id.clone(),
+        state: state.clone(),
     };
     let ingest = Ingest {
         store,

@@ -51,7 +51,7 @@ async fn campaign(
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
         .and_then([TxnOp::put(
             key,
-            me,
+            crate::store::encode(&me),
             Some(PutOptions::new().with_lease(lease)),
         )])
         .or_else([TxnOp::get(key, None)]);

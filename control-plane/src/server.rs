@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use herald_proto::v1::{
     agent_control_server::AgentControlServer, catalog_service_server::CatalogServiceServer,
-    delivery_service_server::DeliveryServiceServer, endpoint_service_server::EndpointServiceServer,
-    publish_service_server::PublishServiceServer, tenant_service_server::TenantServiceServer,
+    cluster_service_server::ClusterServiceServer, delivery_service_server::DeliveryServiceServer,
+    endpoint_service_server::EndpointServiceServer, publish_service_server::PublishServiceServer,
+    tenant_service_server::TenantServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -15,7 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_clients::AgentClients;
-use crate::api::Api;
+use crate::api::{Api, Parts};
 use crate::config::Config;
 use crate::delivery_log::DeliveryLog;
 use crate::router::Router;
@@ -45,7 +46,7 @@ pub async fn run(
     tokio::spawn(crate::leader::run(
         store.client(),
         store.key(crate::store::keys::LEADER),
-        replica_id,
+        replica_id.clone(),
         config.leader_ttl_secs,
         is_leader,
         cancel.clone(),
@@ -70,10 +71,18 @@ pub async fn run(
         clients.clone(),
         Duration::from_millis(config.publish_retry_ms),
     );
-    let log = DeliveryLog::new(view.clone(), clients);
+    let log = DeliveryLog::new(view.clone(), clients.clone());
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let api = Api::new(store, view, router, log, config);
+    let api = Api::new(Parts {
+        store,
+        view,
+        router,
+        log,
+        clients,
+        replica_id,
+        config,
+    });
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
 
@@ -84,6 +93,7 @@ pub async fn run(
         .add_service(EndpointServiceServer::new(api.clone()))
         .add_service(PublishServiceServer::new(api.clone()))
         .add_service(DeliveryServiceServer::new(api.clone()))
+        .add_service(ClusterServiceServer::new(api.clone()))
         .add_service(AgentControlServer::new(api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
         .await?;

@@ -77,6 +77,34 @@ impl Store {
         }
     }
 
+    /// Rewrites a record kept under a lease (an agent's registration),
+    /// keeping the lease; false if it is gone or changed meanwhile.
+    pub async fn update_leased<T: Serialize + DeserializeOwned>(
+        &self,
+        rel: &str,
+        f: impl FnOnce(&mut T),
+    ) -> Result<bool> {
+        let key = self.key(rel);
+        let resp = self.client.kv_client().get(key.as_str(), None).await?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(false);
+        };
+        let mut value: T = decode(&key, kv.value())?;
+        f(&mut value);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                encode(&value),
+                Some(etcd_client::PutOptions::new().with_lease(kv.lease())),
+            )]);
+        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+    }
+
     /// Reads every record under a relative prefix, in key order.
     pub async fn list<T: DeserializeOwned>(&self, rel_prefix: &str) -> Result<Vec<Versioned<T>>> {
         let key = self.key(rel_prefix);

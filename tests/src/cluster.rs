@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use herald_proto::v1 as pb;
 use herald_proto::v1::{
-    catalog_service_client::CatalogServiceClient, delivery_service_client::DeliveryServiceClient,
-    endpoint_service_client::EndpointServiceClient, publish_service_client::PublishServiceClient,
-    tenant_service_client::TenantServiceClient,
+    catalog_service_client::CatalogServiceClient, cluster_service_client::ClusterServiceClient,
+    delivery_service_client::DeliveryServiceClient, endpoint_service_client::EndpointServiceClient,
+    publish_service_client::PublishServiceClient, tenant_service_client::TenantServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -219,6 +219,8 @@ pub struct Clients {
     pub publish: PublishServiceClient<Channel>,
     /// The delivery log, resends and statistics.
     pub deliveries: DeliveryServiceClient<Channel>,
+    /// Cluster view and drain.
+    pub cluster: ClusterServiceClient<Channel>,
 }
 
 impl Clients {
@@ -230,7 +232,8 @@ impl Clients {
             tenants: TenantServiceClient::new(ch.clone()),
             endpoints: EndpointServiceClient::new(ch.clone()),
             publish: PublishServiceClient::new(ch.clone()),
-            deliveries: DeliveryServiceClient::new(ch),
+            deliveries: DeliveryServiceClient::new(ch.clone()),
+            cluster: ClusterServiceClient::new(ch),
         })
     }
 

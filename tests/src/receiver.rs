@@ -166,17 +166,17 @@ async fn record(
     let seq = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["data"]["seq"].as_u64());
-    let (status, retry_after) =
-        if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock") {
-            (500, None)
-        } else {
-            shared
-                .script
-                .lock()
-                .expect("lock")
-                .pop_front()
-                .unwrap_or((shared.status.load(Ordering::SeqCst), None))
-        };
+    let (status, retry_after) = if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock")
+    {
+        (500, None)
+    } else {
+        shared
+            .script
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or((shared.status.load(Ordering::SeqCst), None))
+    };
     let n = {
         let mut received = shared.received.lock().expect("lock");
         received.push(Received {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agent_clients::AgentClients;
 use crate::config::Config;
 use crate::delivery_log::DeliveryLog;
 use crate::error::{Error, Result};
@@ -12,10 +13,29 @@ use crate::view::ViewHandle;
 
 pub mod agent_session;
 pub mod catalog;
+pub mod cluster;
 pub mod deliveries;
 pub mod endpoints;
 pub mod publish;
 pub mod tenants;
+
+/// What the handlers work with.
+pub struct Parts {
+    /// etcd.
+    pub store: Store,
+    /// The in-memory config.
+    pub view: ViewHandle,
+    /// Publish routing.
+    pub router: Router,
+    /// Delivery log reader.
+    pub log: DeliveryLog,
+    /// Channels to agents.
+    pub clients: Arc<AgentClients>,
+    /// This replica's id (as in the leader key).
+    pub replica_id: String,
+    /// Flags.
+    pub config: Config,
+}
 
 /// Implements every public service and the agent stream.
 #[derive(Clone)]
@@ -28,24 +48,31 @@ struct Inner {
     view: ViewHandle,
     router: Router,
     log: DeliveryLog,
+    clients: Arc<AgentClients>,
+    replica_id: String,
     config: Config,
 }
 
 impl Api {
     /// Wires the handlers to their dependencies.
-    pub fn new(
-        store: Store,
-        view: ViewHandle,
-        router: Router,
-        log: DeliveryLog,
-        config: Config,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            store,
+            view,
+            router,
+            log,
+            clients,
+            replica_id,
+            config,
+        } = parts;
         Api {
             inner: Arc::new(Inner {
                 store,
                 view,
                 router,
                 log,
+                clients,
+                replica_id,
                 config,
             }),
         }
