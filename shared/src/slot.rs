@@ -82,6 +82,23 @@ mod tests {
     }
 
     #[test]
+    fn leave_moves_only_the_leavers_slots() {
+        for n in 2..9 {
+            let all = ids(n);
+            for gone in 0..n {
+                let before = owners(&all);
+                let rest: Vec<String> = all.iter().filter(|a| **a != all[gone]).cloned().collect();
+                let after = owners(&rest);
+                let moved = before.iter().zip(&after).filter(|(x, y)| x != y).count();
+                let held = before.iter().filter(|o| **o == all[gone]).count();
+                assert_eq!(moved, held, "only the leaver's slots move");
+                let expected = SLOT_COUNT as f64 / n as f64;
+                assert!((moved as f64) < expected * 1.4, "n={n} moved={moved}");
+            }
+        }
+    }
+
+    #[test]
     fn join_moves_about_one_nth() {
         for n in 1..8 {
             let before = owners(&ids(n));

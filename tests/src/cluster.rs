@@ -17,21 +17,27 @@ use crate::receiver::Receiver;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A single-member etcd on loopback, in a temp dir.
+/// etcd on loopback, in a temp dir: one member, or a cluster of several.
 pub struct Etcd {
-    /// Client URL, `http://127.0.0.1:port`.
+    /// Client URLs, comma-separated, as Herald's `--etcd-endpoints` takes them.
     pub url: String,
-    _proc: Proc,
+    members: Vec<Option<Proc>>,
+    client_addrs: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it serves clients.
+    /// Starts a one-member etcd and waits until it serves clients.
     pub fn start() -> anyhow::Result<Etcd> {
+        Self::start_cluster(1)
+    }
+
+    /// Starts an etcd cluster of `n` members and waits until each serves.
+    pub fn start_cluster(n: usize) -> anyhow::Result<Etcd> {
         let mut last_err = None;
         // The ports are picked free, but another process may grab one first.
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(n) {
                 Ok(e) => return Ok(e),
                 Err(e) => last_err = Some(e),
             }
@@ -39,47 +45,78 @@ impl Etcd {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
     }
 
-    fn try_start() -> anyhow::Result<Etcd> {
+    fn try_start(n: usize) -> anyhow::Result<Etcd> {
         let dir = tempfile::tempdir()?;
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let mut cmd = Command::new(etcd_bin());
-        cmd.arg("--name=t")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=t={peer_url}"))
-            .arg("--log-level=error")
-            .arg("--logger=zap");
-        let proc = Proc::spawn("etcd", cmd)?;
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
         let mut etcd = Etcd {
-            url,
-            _proc: proc,
+            url: String::new(),
+            members: Vec::new(),
+            client_addrs: Vec::new(),
             _dir: dir,
         };
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let mut cmd = Command::new(etcd_bin());
+            cmd.arg(format!("--name=m{i}"))
+                .arg(format!(
+                    "--data-dir={}",
+                    etcd._dir.path().join(format!("m{i}")).display()
+                ))
+                .arg(format!("--listen-client-urls={url}"))
+                .arg(format!("--advertise-client-urls={url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster={}", initial.join(",")))
+                .arg("--initial-cluster-state=new")
+                .arg("--log-level=error")
+                .arg("--logger=zap");
+            etcd.members
+                .push(Some(Proc::spawn(&format!("etcd-m{i}"), cmd)?));
+            etcd.client_addrs.push(format!("127.0.0.1:{client}"));
+        }
+        etcd.url = etcd
+            .client_addrs
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect::<Vec<_>>()
+            .join(",");
         etcd.wait_ready()?;
         Ok(etcd)
     }
 
+    /// SIGKILL member `i`; the others go on (a majority must remain).
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut p) = self.members.get_mut(i).and_then(Option::take) {
+            p.kill9();
+        }
+    }
+
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + START_TIMEOUT;
-        let addr = self.url.trim_start_matches("http://").to_string();
-        while std::time::Instant::now() < deadline {
-            if self._proc.exited() {
-                anyhow::bail!("etcd exited during start");
+        for (i, addr) in self.client_addrs.iter().enumerate() {
+            loop {
+                if self.members[i].as_mut().is_some_and(|p| p.exited()) {
+                    anyhow::bail!("etcd member {i} exited during start");
+                }
+                // /health answers once the member has a leader and serves.
+                if let Ok(body) = http_get(addr, "/health")
+                    && body.contains("\"health\":\"true\"")
+                {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    anyhow::bail!("etcd member {i} not healthy within {START_TIMEOUT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            // /health answers once the member has a leader and serves.
-            if let Ok(body) = http_get(&addr, "/health")
-                && body.contains("\"health\":\"true\"")
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        anyhow::bail!("etcd not healthy within {START_TIMEOUT:?}")
+        Ok(())
     }
 }
 

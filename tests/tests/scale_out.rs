@@ -210,3 +210,76 @@ async fn an_agent_killed_and_restarted_keeps_every_endpoint_in_order() -> anyhow
     second.kill9();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_epoch_or_a_slot_not_owned_is_refused() -> anyhow::Result<()> {
+    use herald_proto::v1::agent_ingest_client::AgentIngestClient;
+    use herald_shared::slot::{SLOT_COUNT, slot_for};
+
+    let receiver = Receiver::start().await;
+    let mut c = setup(&receiver).await?;
+    let epoch_of = |c: pb::Cluster| c.epoch;
+    let old = epoch_of(
+        c.api
+            .cluster
+            .get_cluster(pb::GetClusterRequest {})
+            .await?
+            .into_inner(),
+    );
+    let second = Agent::start(&c.etcd, &[&c.cp], &[])?;
+    // Wait for the map that includes the second agent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let current = loop {
+        let cl = c
+            .api
+            .cluster
+            .get_cluster(pb::GetClusterRequest {})
+            .await?
+            .into_inner();
+        if cl.agents.len() == 2 && cl.agents.iter().all(|a| a.slots > 0) {
+            break cl.epoch;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the second agent got no slots");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(current > old);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Straight to the first agent, as a control plane with an old map would.
+    let mut first = AgentIngestClient::connect(format!("http://{}", c.agent.addr)).await?;
+    let delivery = |ep: &str| pb::Delivery {
+        endpoint_id: ep.into(),
+        slot: slot_for(ep, SLOT_COUNT),
+        event_id: format!("evt_{ep}"),
+        tenant_id: "acme".into(),
+        event_type: "t0.created".into(),
+        payload_json: "{}".into(),
+        ..Default::default()
+    };
+    let ingest = |epoch: u64, ep: &str| pb::IngestRequest {
+        epoch,
+        deliveries: vec![delivery(ep)],
+    };
+    let mut refused_not_owned = 0;
+    let mut accepted = 0;
+    for i in 0..64 {
+        let ep = format!("ep_fence_{i}");
+        let stale = first.ingest(ingest(old, &ep)).await.expect_err("old epoch");
+        assert_eq!(stale.code(), tonic::Code::FailedPrecondition, "{stale:?}");
+        match first.ingest(ingest(current, &ep)).await {
+            Ok(_) => accepted += 1,
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+                assert!(s.message().contains("not owned"), "{}", s.message());
+                refused_not_owned += 1;
+            }
+        }
+    }
+    eprintln!("of 64 slots at the current epoch: {accepted} owned, {refused_not_owned} refused");
+    assert!(
+        accepted > 0 && refused_not_owned > 0,
+        "both agents own slots"
+    );
+    drop(second);
+    Ok(())
+}
