@@ -41,6 +41,7 @@ pub struct Handoff {
     state: AgentState,
     dispatcher: Dispatcher,
     poke: Notify,
+    outbox: tokio::sync::mpsc::Sender<pb::AgentMessage>,
     clients: std::sync::Mutex<HashMap<String, AgentIngestClient<Channel>>>,
 }
 
@@ -51,12 +52,14 @@ impl Handoff {
         store: Store,
         state: AgentState,
         dispatcher: Dispatcher,
+        outbox: tokio::sync::mpsc::Sender<pb::AgentMessage>,
     ) -> Arc<Self> {
         Arc::new(Handoff {
             agent_id,
             store,
             state,
             dispatcher,
+            outbox,
             poke: Notify::new(),
             clients: Default::default(),
         })
@@ -110,6 +113,18 @@ impl Handoff {
         if self.state.epoch() == 0 || !self.state.member() {
             // Until the map lists us, we cannot tell what we will own.
             return Ok(());
+        }
+        if self.state.leftovers_late() {
+            // We were given up for dead: what we held is behind newer events.
+            let n = self.store.mark_leftovers_late().await?;
+            tracing::warn!(marked = n, "leftovers from before the restart are late");
+            self.outbox
+                .send(pb::AgentMessage {
+                    kind: Some(pb::agent_message::Kind::LeftoversMarked(
+                        pb::LeftoversMarked {},
+                    )),
+                })
+                .await?;
         }
         let with_work = self.blocking(|s| s.slots_with_work()).await?;
         // Parked work of a slot that is ours outright (its handoff finished

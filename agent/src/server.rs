@@ -85,6 +85,7 @@ pub async fn run(
         store.clone(),
         state.clone(),
         dispatcher.clone(),
+        outbox.clone(),
     );
     tokio::spawn(handoff.clone().run(cancel.clone()));
     tokio::spawn(drain_on_shutdown(

@@ -23,6 +23,7 @@ struct Inner {
     outgoing: Vec<u32>,
     owner_addrs: Vec<String>,
     member: bool,
+    leftovers_late: bool,
     endpoints: HashMap<String, Arc<pb::DeliveryEndpoint>>,
 }
 
@@ -79,6 +80,7 @@ impl AgentState {
             s.outgoing = a.outgoing.clone();
             s.owner_addrs = a.owner_addrs.clone();
             s.member = a.member;
+            s.leftovers_late = a.leftovers_late;
         });
     }
 
@@ -133,6 +135,11 @@ impl AgentState {
     /// Whether the current map lists this agent.
     pub fn member(&self) -> bool {
         self.read(|s| s.member)
+    }
+
+    /// Whether what we held before our restart is late (we were given up).
+    pub fn leftovers_late(&self) -> bool {
+        self.read(|s| s.leftovers_late)
     }
 
     /// Number of owned slots.

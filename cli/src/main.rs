@@ -1,8 +1,9 @@
 //! `herald`: the Herald operator CLI. It manages event types, tenants and
 //! endpoints over the control plane's gRPC API, publishes events, inspects
-//! and resends deliveries, and runs a sample webhook receiver that verifies
-//! Standard Webhooks signatures.
+//! and resends deliveries, shows the cluster and drains agents, and runs a
+//! sample webhook receiver that verifies Standard Webhooks signatures.
 
+mod cluster;
 mod delivery;
 mod endpoint;
 mod event_type;
@@ -52,6 +53,9 @@ enum Command {
     /// Inspect and resend deliveries.
     #[command(subcommand)]
     Delivery(delivery::Cmd),
+    /// Show the cluster's leader, slot map and agents; drain agents.
+    #[command(subcommand)]
+    Cluster(cluster::Cmd),
     /// Publish an event.
     Publish(publish::PublishArgs),
     /// Run a sample webhook receiver that verifies signatures.
@@ -84,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(cmd) => tenant::run(channel()?, out, cmd).await,
         Command::Endpoint(cmd) => endpoint::run(channel()?, out, cmd).await,
         Command::Delivery(cmd) => delivery::run(channel()?, out, cmd).await,
+        Command::Cluster(cmd) => cluster::run(channel()?, out, cmd).await,
         Command::Publish(args) => publish::run(channel()?, out, args).await,
         Command::Receiver(args) => receiver::run(args).await,
     }

@@ -79,13 +79,22 @@ pub fn desired(
         .map(|i| candidates[usize::from(i)] as u16)
         .collect();
     let live = |id: &str| agents.iter().any(|a| a.id == id);
-    // Agents that died still holding slots: wait for them a while.
-    let mut dead: BTreeMap<String, i64> = current
-        .map(|m| m.dead.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(id, until)| !live(id) && *until > now_ms)
-        .collect();
+    // Agents that died still holding slots: wait for them a while; when the
+    // wait runs out, remember that their leftovers are late.
+    let mut abandoned = current.map(|m| m.abandoned.clone()).unwrap_or_default();
+    let mut dead: BTreeMap<String, i64> = BTreeMap::new();
+    for (id, until) in current.map(|m| m.dead.clone()).unwrap_or_default() {
+        if live(&id) {
+            continue;
+        }
+        if until > now_ms {
+            dead.insert(id, until);
+        } else {
+            abandoned.insert(id, now_ms);
+        }
+    }
+    // An agent gone for a week is not coming back with its queues.
+    abandoned.retain(|_, since| now_ms - *since < 7 * 24 * 3600 * 1000);
     if let Some(cur) = current {
         for a in &cur.agents {
             if !live(&a.id) && !cur.slots_of(&a.id).is_empty() && !cur.dead.contains_key(&a.id) {
@@ -117,6 +126,7 @@ pub fn desired(
         && cur.owners == owners
         && cur.handoffs == handoffs
         && cur.dead == dead
+        && cur.abandoned == abandoned
     {
         return None;
     }
@@ -132,7 +142,31 @@ pub fn desired(
         owners,
         handoffs,
         dead,
+        abandoned,
     })
+}
+
+/// `agent_id` has marked its leftovers late: forget that it was abandoned.
+pub async fn clear_abandoned(store: &Store, agent_id: &str) -> Result<()> {
+    for _ in 0..50 {
+        let Some(cur) = store.get::<SlotMap>(keys::SLOT_MAP).await? else {
+            return Ok(());
+        };
+        let mut map = cur.value;
+        if map.abandoned.remove(agent_id).is_none() {
+            return Ok(());
+        }
+        if store
+            .compare_and_put(keys::SLOT_MAP, &map, cur.revision)
+            .await?
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(crate::error::Error::Unavailable(
+        "the slot map kept changing; the agent will report again".into(),
+    ))
 }
 
 /// When the planner must look again: the earliest wait for a dead agent.
@@ -245,10 +279,17 @@ mod tests {
         assert_eq!(m3.slots_of("b"), b_slots);
         assert!(m3.dead.is_empty());
         assert!(m3.handoffs.values().all(|f| f == &["a".to_string()]));
-        // Or it does not: after the wait, a delivers on its own.
+        // Or it does not: after the wait, a delivers on its own, and b's
+        // leftovers are late when it comes back.
         let m4 = desired(Some(&m2), vec![agent("a")], 1200, 1000).unwrap();
         assert!(m4.handoffs.is_empty() && m4.dead.is_empty());
         assert_eq!(m4.epoch, m2.epoch, "ownership did not change");
+        assert!(m4.abandoned.contains_key("b"));
+        let m5 = desired(Some(&m4), vec![agent("a"), agent("b")], 1300, 1000).unwrap();
+        assert!(
+            m5.abandoned.contains_key("b"),
+            "until b says it marked them"
+        );
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub struct SlotMap {
     /// their slots' new owners wait for them to come back and hand over
     /// their queues before delivering newer events first.
     pub dead: BTreeMap<String, i64>,
+    /// Agents whose wait ran out (id → when): newer events of their slots
+    /// went first, so whatever they still hold is late. Cleared when the
+    /// agent, back, has marked its leftovers.
+    pub abandoned: BTreeMap<String, i64>,
 }
 
 impl SlotMap {

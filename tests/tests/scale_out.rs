@@ -283,3 +283,88 @@ async fn a_stale_epoch_or_a_slot_not_owned_is_refused() -> anyhow::Result<()> {
     drop(second);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leftovers_of_an_agent_back_too_late_are_delivered_and_marked() -> anyhow::Result<()> {
+    use herald_tests::cluster::{ControlPlane, Etcd};
+    let receiver = Receiver::start().await;
+    receiver.set_status(503);
+    let etcd = Etcd::start()?;
+    let cp = ControlPlane::start(&etcd, &["--dead-agent-wait-secs=1"])?;
+    let first = Agent::start(&etcd, &[&cp], &[])?;
+    let mut second = Agent::start(&etcd, &[&cp], &[])?;
+    let mut api = cp.clients().await?;
+    api.tenant("acme").await?;
+    for i in 0..ENDPOINTS {
+        let t = format!("t{i}.created");
+        api.event_type(&t).await?;
+        api.endpoint("acme", &receiver.url(&format!("/ep{i}")), &[&t])
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let done = Arc::new(AtomicU64::new(0));
+    let per_ep = 5;
+    publish_in_background(&api, 0..per_ep * ENDPOINTS, done.clone()).await??;
+    // The second agent dies holding queues, and is not back within the
+    // wait (lease 5 s + 1 s): the first agent delivers newer events.
+    second.kill9();
+    publish_in_background(
+        &api,
+        per_ep * ENDPOINTS..2 * per_ep * ENDPOINTS,
+        done.clone(),
+    )
+    .await??;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    receiver.set_status(200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    second.restart()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = per_endpoint(&receiver.received());
+        if got.len() as u64 == ENDPOINTS
+            && got
+                .values()
+                .all(|seqs| (0..2 * per_ep).all(|s| seqs.contains(&s)))
+        {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not every event arrived: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every event arrived; those that came after newer ones are marked.
+    let all = api
+        .list_all(
+            pb::ListDeliveriesRequest {
+                tenant_id: "acme".into(),
+                statuses: vec![pb::DeliveryStatus::Succeeded as i32],
+                ..Default::default()
+            },
+            500,
+        )
+        .await?
+        .0;
+    let late: Vec<_> = all.iter().filter(|d| d.late_backlog).collect();
+    let got = per_endpoint(&receiver.received());
+    let out_of_order: usize = got
+        .values()
+        .map(|seqs| seqs.windows(2).filter(|w| w[1] < w[0]).count())
+        .sum();
+    eprintln!(
+        "{} deliveries; {} marked late; {out_of_order} endpoints saw an older event after a newer one",
+        all.len(),
+        late.len()
+    );
+    assert!(out_of_order > 0, "the scenario delivers newer events first");
+    assert!(!late.is_empty(), "the leftovers are marked");
+    // Only leftovers (the first batch) are marked.
+    for d in &late {
+        let detail = api.delivery("acme", &d.delivery_id).await?;
+        let seq: serde_json::Value = serde_json::from_str(&detail.payload_json)?;
+        assert!(seq["seq"].as_u64().unwrap_or(u64::MAX) < per_ep, "{seq}");
+    }
+    drop(first);
+    Ok(())
+}

@@ -86,6 +86,8 @@ pub struct Retention {
 pub struct Store {
     db: Arc<Database>,
     writer: mpsc::Sender<WriteOp>,
+    /// Deliveries with a seq below this were stored before this start.
+    first_seq_of_this_run: u64,
 }
 
 impl Store {
@@ -110,6 +112,15 @@ impl Store {
             tx.open_table(META).map_err(redb::Error::from)?;
         }
         tx.commit().map_err(redb::Error::from)?;
+        let first_seq_of_this_run = {
+            use redb::ReadableDatabase as _;
+            let rtx = db.begin_read().map_err(redb::Error::from)?;
+            let meta = rtx.open_table(tables::META).map_err(redb::Error::from)?;
+            meta.get("next_seq")
+                .map_err(redb::Error::from)?
+                .map(|v| v.value())
+                .unwrap_or(1)
+        };
         let db = Arc::new(db);
         let (writer, rx) = mpsc::channel(8192);
         let wdb = db.clone();
@@ -117,7 +128,11 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || write::writer_loop(&wdb, rx))
             .map_err(|e| Error::Store(redb::Error::Io(e)))?;
-        Ok(Store { db, writer })
+        Ok(Store {
+            db,
+            writer,
+            first_seq_of_this_run,
+        })
     }
 
     async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
@@ -170,6 +185,13 @@ impl Store {
     /// Forgets deliveries the receiving agent has stored; returns how many.
     pub async fn drop_handed(&self, seqs: Vec<u64>) -> Result<u64> {
         self.call(|reply| WriteOp::DropHanded(seqs, reply)).await
+    }
+
+    /// Marks every delivery held from before this start as late backlog
+    /// (the agent was given up for dead meanwhile); returns how many.
+    pub async fn mark_leftovers_late(&self) -> Result<u64> {
+        let up_to = self.first_seq_of_this_run.saturating_sub(1);
+        self.call(|reply| WriteOp::MarkLate(up_to, reply)).await
     }
 
     /// Returns once every write sent before it is committed.

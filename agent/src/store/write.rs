@@ -37,6 +37,8 @@ pub(super) enum WriteOp {
     Unpark(u32, oneshot::Sender<Result<Vec<String>>>),
     /// Forgets deliveries that were handed to another agent.
     DropHanded(Vec<u64>, oneshot::Sender<Result<u64>>),
+    /// Marks queued and parked deliveries up to a seq as late backlog.
+    MarkLate(u64, oneshot::Sender<Result<u64>>),
     Attempt {
         endpoint_id: String,
         seq: u64,
@@ -129,6 +131,10 @@ fn commit_group(
             WriteOp::Unpark(slot, reply) => {
                 let eps = unpark(&tx, slot)?;
                 replies.push(Reply::Endpoints(reply, eps));
+            }
+            WriteOp::MarkLate(up_to, reply) => {
+                let n = mark_late(&tx, up_to)?;
+                replies.push(Reply::Count(reply, n));
             }
             WriteOp::DropHanded(seqs, reply) => {
                 let mut n = 0;
@@ -589,6 +595,33 @@ fn retain(tx: &WriteTransaction, cutoff_ms: i64, max_finished: u64) -> Result<u6
     let n = victims.len() as u64;
     for seq in victims {
         drop_delivery(tx, seq, true)?;
+    }
+    Ok(n)
+}
+
+/// Marks every queued or parked delivery with a seq up to `up_to` as late.
+fn mark_late(tx: &WriteTransaction, up_to: u64) -> Result<u64, redb::Error> {
+    let mut seqs: Vec<u64> = Vec::new();
+    for row in tx.open_table(QUEUE)?.iter()? {
+        seqs.push(row?.1.value());
+    }
+    for row in tx.open_table(PARKED)?.iter()? {
+        seqs.push(row?.0.value().1);
+    }
+    let mut all = tx.open_table(DELIVERIES)?;
+    let mut n = 0;
+    for seq in seqs.into_iter().filter(|s| *s <= up_to) {
+        let Some(mut d) = all
+            .get(seq)?
+            .and_then(|v| pb::Delivery::decode(v.value()).ok())
+        else {
+            continue;
+        };
+        if !d.late_backlog {
+            d.late_backlog = true;
+            all.insert(seq, d.encode_to_vec().as_slice())?;
+            n += 1;
+        }
     }
     Ok(n)
 }

@@ -86,6 +86,15 @@ impl Api {
                         });
                         Ok(())
                     }
+                    Some(Ok(pb::AgentMessage { kind: Some(pb::agent_message::Kind::LeftoversMarked(_)) })) => {
+                        let (store, agent) = (self.store().clone(), agent_id.to_string());
+                        tokio::spawn(async move {
+                            if let Err(e) = crate::slots::clear_abandoned(&store, &agent).await {
+                                tracing::warn!(error = %e, "cannot record marked leftovers; the agent will report again");
+                            }
+                        });
+                        Ok(())
+                    }
                     Some(Ok(_heartbeat)) => Ok(()),
                     _ => return, // agent went away
                 },
@@ -133,6 +142,7 @@ impl Api {
                         .collect(),
                     outgoing: m.outgoing_of(agent_id),
                     member: m.agents.iter().any(|a| a.id == agent_id),
+                    leftovers_late: m.abandoned.contains_key(agent_id),
                     owner_addrs: (0..m.slot_count)
                         .map(|s| {
                             m.owner(s)
