@@ -92,6 +92,9 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 $herald delivery list --tenant acme --endpoint "$endpoint"
+echo
+echo "\$ herald cluster show"
+$herald cluster show
 
 if $keep; then
   echo
