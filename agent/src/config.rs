@@ -57,6 +57,10 @@ pub struct Config {
     /// other agents before stopping anyway.
     #[arg(long, env = "HERALD_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     pub drain_timeout_secs: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when unset.
+    /// Port 0 picks a free port, printed on stdout.
+    #[arg(long, env = "HERALD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

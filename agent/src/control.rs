@@ -34,6 +34,8 @@ pub struct ControlLoop {
     pub handoff: std::sync::Arc<crate::handoff::Handoff>,
     /// Interval of heartbeats.
     pub heartbeat: Duration,
+    /// True while a control stream is open (for health).
+    pub connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Messages from the workers for the control plane; kept across
     /// reconnects, so a request made while disconnected is sent on the next
     /// session.
@@ -83,6 +85,10 @@ impl ControlLoop {
         .await?;
         let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
         tracing::info!(control_plane = %target, "control stream open");
+        crate::metrics::get().control_streams.inc();
+        self.connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _connected = Connected(&self.connected);
         let mut ticker = tokio::time::interval(self.heartbeat);
         let mut outbox = self.outbox.lock().await;
         loop {
@@ -97,6 +103,7 @@ impl ControlLoop {
                 _ = ticker.tick() => {
                     let store = self.store.clone();
                     let depth = tokio::task::spawn_blocking(move || store.queue_len()).await??;
+                    crate::metrics::get().queue_depth.set(depth as i64);
                     tx.send(pb::AgentMessage {
                         kind: Some(pb::agent_message::Kind::Heartbeat(pb::AgentHeartbeat {
                             queue_depth: depth,
@@ -141,5 +148,14 @@ impl ControlLoop {
                 }
             }
         }
+    }
+}
+
+/// Clears the "connected" flag when a session ends, however it ends.
+struct Connected<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }

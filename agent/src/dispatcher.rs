@@ -355,6 +355,18 @@ impl Inner {
             };
             let attempted = http::attempt(&self.http, &ep, &item.delivery, self.body_limit).await;
             drop(permit);
+            let m = crate::metrics::get();
+            m.attempt_seconds
+                .observe(f64::from(attempted.record.duration_ms) / 1000.0);
+            if attempts == 0 {
+                let waited = attempted.record.started_at_ms - item.delivery.published_at_ms;
+                m.first_attempt_seconds
+                    .observe(waited.max(0) as f64 / 1000.0);
+            }
+            match attempted.outcome {
+                Outcome::Delivered { .. } => m.attempts_ok.inc(),
+                Outcome::Failed { .. } => m.attempts_failed.inc(),
+            }
             attempts += 1;
             let (status, error, retry_after) = match attempted.outcome {
                 Outcome::Delivered { status } => {
@@ -362,6 +374,7 @@ impl Inner {
                     self.store
                         .record_success(endpoint_id, item.seq, attempted.record)
                         .await;
+                    m.delivered.inc();
                     return Some(Done::Delivered);
                 }
                 Outcome::Failed {
@@ -404,6 +417,7 @@ impl Inner {
             drop(busy_guard);
             match result {
                 AttemptResult::FailedForGood => {
+                    m.failed.inc();
                     return Some(Done::FailedForGood {
                         ep,
                         error,

@@ -182,6 +182,7 @@ impl Handoff {
             }
             let (seqs, items): (Vec<u64>, Vec<pb::HandedDelivery>) = batch.into_iter().unzip();
             moved += items.len();
+            crate::metrics::get().handed_out.add(items.len() as u64);
             self.send(addr, items, Vec::new(), late).await?;
             // Only once the owner has them stored do we forget them.
             self.store.drop_handed(seqs).await?;

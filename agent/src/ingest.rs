@@ -62,6 +62,9 @@ impl AgentIngest for Ingest {
         }
         let parked = self.state.parked_slots();
         let inserted = self.store.insert_parking(r.deliveries, parked).await?;
+        let m = crate::metrics::get();
+        m.ingested.add(u64::from(inserted.stored));
+        m.ingest_duplicates.add(u64::from(inserted.duplicates));
         for (ep, _) in &inserted.endpoints {
             self.dispatcher.wake(ep);
         }
@@ -106,6 +109,9 @@ impl AgentIngest for Ingest {
             }
         }
         let inserted = self.store.insert_handed(r.items, r.late).await?;
+        crate::metrics::get()
+            .handed_in
+            .add(u64::from(inserted.stored));
         for (ep, _) in &inserted.endpoints {
             self.dispatcher.wake(ep);
         }

@@ -60,6 +60,14 @@ pub async fn run(
     tracing::info!(agent = %agent_id, %addr, resumed, "agent starting");
 
     let etcd = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let connected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(crate::health::run(
+        etcd.clone(),
+        connected.clone(),
+        health,
+        cancel.clone(),
+    ));
     let key = format!(
         "{}/{}{agent_id}",
         config.etcd_prefix.trim_end_matches('/'),
@@ -106,6 +114,7 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
         handoff,
         heartbeat: Duration::from_secs(5),
+        connected,
         outbox: tokio::sync::Mutex::new(outbox_rx),
     };
     tokio::spawn(control.run(cancel.clone()));
@@ -120,6 +129,24 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    if let Some(listen) = config.metrics_listen {
+        let metrics = TcpListener::bind(listen).await?;
+        println!("herald-agent metrics on {}", metrics.local_addr()?);
+        let (state, store) = (state.clone(), store.clone());
+        let refresh = std::sync::Arc::new(move || {
+            let m = crate::metrics::get();
+            m.slots_owned.set(state.slot_count() as i64);
+            if let Ok(depth) = store.queue_len() {
+                m.queue_depth.set(depth as i64);
+            }
+        });
+        tokio::spawn(herald_shared::process::serve_metrics(
+            metrics,
+            refresh,
+            cancel.clone(),
+        ));
+    }
+    let reflection = herald_proto::serving::reflection()?;
     on_listening(addr);
     let query = Query {
         store: store.clone(),
@@ -136,6 +163,8 @@ pub async fn run(
         .tcp_nodelay(true)
         .add_service(AgentIngestServer::new(ingest))
         .add_service(AgentQueryServer::new(query))
+        .add_service(health_service)
+        .add_service(reflection)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
         .await?;
     // Let membership revoke its lease so our slots move at once.

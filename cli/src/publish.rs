@@ -37,6 +37,9 @@ pub struct PublishArgs {
     /// Type of the actor, e.g. "user" or "system".
     #[arg(long, requires = "actor_id")]
     actor_type: Option<String>,
+    /// Endpoints that list this key in their skip_keys are not triggered.
+    #[arg(long)]
+    skip_key: Option<String>,
 }
 
 /// Publishes the event and prints its id and the number of endpoints matched.
@@ -59,6 +62,8 @@ pub async fn run(channel: Channel, out: Format, a: PublishArgs) -> Result<()> {
         resource,
         actor,
         occurred_at_ms: 0,
+        skip_key: a.skip_key.unwrap_or_default(),
+        ..Default::default()
     };
     let resp = PublishServiceClient::new(channel)
         .publish(req)

@@ -42,6 +42,10 @@ pub struct Config {
     /// follow, marked late, when it returns.
     #[arg(long, env = "HERALD_DEAD_AGENT_WAIT_SECS", default_value_t = 60)]
     pub dead_agent_wait_secs: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when unset.
+    /// Port 0 picks a free port, printed on stdout.
+    #[arg(long, env = "HERALD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

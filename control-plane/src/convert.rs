@@ -59,6 +59,27 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
             } as i32,
             max_in_flight: rec.max_in_flight,
             queue_while_disabled: rec.queue_while_disabled,
+            skip_keys: rec.skip_keys.clone(),
+            filters: rec
+                .filters
+                .iter()
+                .map(|f| pb::Filter {
+                    path: f.path.clone(),
+                    op: match f.op.as_str() {
+                        "eq" => pb::FilterOp::Eq,
+                        "ne" => pb::FilterOp::Ne,
+                        "in" => pb::FilterOp::In,
+                        "gt" => pb::FilterOp::Gt,
+                        "lt" => pb::FilterOp::Lt,
+                        "contains" => pb::FilterOp::Contains,
+                        "exists" => pb::FilterOp::Exists,
+                        _ => pb::FilterOp::Unspecified,
+                    } as i32,
+                    value_json: f.value_json.clone(),
+                })
+                .collect(),
+            on_field_change: rec.on_field_change.clone(),
+            load_only: rec.load_only.clone(),
         }),
         disabled_reason: rec.disabled_reason.clone(),
         disabled_at_ms: rec.disabled_at_ms,

@@ -42,6 +42,7 @@ pub async fn run(
         cancel.clone(),
     ));
     let (is_leader, leading) = tokio::sync::watch::channel(false);
+    let leading_for_metrics = leading.clone();
     let replica_id = format!("cp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     tokio::spawn(crate::leader::run(
         store.client(),
@@ -66,6 +67,20 @@ pub async fn run(
     }
 
     let clients = Arc::new(AgentClients::default());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(crate::health::run(store.client(), health, cancel.clone()));
+    if let Some(listen) = config.metrics_listen {
+        let metrics = TcpListener::bind(listen).await?;
+        println!("herald-control-plane metrics on {}", metrics.local_addr()?);
+        let (view, leading) = (view.clone(), leading_for_metrics.clone());
+        let refresh = Arc::new(move || crate::metrics::refresh(&view, *leading.borrow()));
+        tokio::spawn(herald_shared::process::serve_metrics(
+            metrics,
+            refresh,
+            cancel.clone(),
+        ));
+    }
+    let reflection = herald_proto::serving::reflection()?;
     let router = Router::new(
         view.clone(),
         clients.clone(),
@@ -94,6 +109,8 @@ pub async fn run(
         .add_service(PublishServiceServer::new(api.clone()))
         .add_service(DeliveryServiceServer::new(api.clone()))
         .add_service(ClusterServiceServer::new(api.clone()))
+        .add_service(health_service)
+        .add_service(reflection)
         .add_service(AgentControlServer::new(api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
         .await?;

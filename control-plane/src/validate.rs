@@ -209,11 +209,58 @@ pub fn endpoint_spec(
             ));
         }
     };
+    for (i, k) in spec.skip_keys.iter().enumerate() {
+        if k.is_empty() || k.len() > 128 {
+            return Err(Error::invalid(
+                format!("spec.skip_keys[{i}]"),
+                "must be 1 to 128 bytes",
+            ));
+        }
+    }
+    let mut filters = Vec::with_capacity(spec.filters.len());
+    for (i, f) in spec.filters.iter().enumerate() {
+        let op = match pb::FilterOp::try_from(f.op) {
+            Ok(pb::FilterOp::Eq) => "eq",
+            Ok(pb::FilterOp::Ne) => "ne",
+            Ok(pb::FilterOp::In) => "in",
+            Ok(pb::FilterOp::Gt) => "gt",
+            Ok(pb::FilterOp::Lt) => "lt",
+            Ok(pb::FilterOp::Contains) => "contains",
+            Ok(pb::FilterOp::Exists) => "exists",
+            Ok(pb::FilterOp::Unspecified) | Err(_) => {
+                return Err(Error::invalid(
+                    format!("spec.filters[{i}].op"),
+                    format!(
+                        "{} is not an operator (EQ, NE, IN, GT, LT, CONTAINS, EXISTS)",
+                        f.op
+                    ),
+                ));
+            }
+        };
+        filters.push(herald_shared::model::FilterRecord {
+            path: f.path.clone(),
+            op: op.to_string(),
+            value_json: f.value_json.clone(),
+        });
+    }
+    // Parse the rules as the publish path will, so a bad one fails here.
+    let probe = EndpointRecord {
+        filters: filters.clone(),
+        on_field_change: spec.on_field_change.clone(),
+        load_only: spec.load_only.clone(),
+        ..EndpointRecord::default()
+    };
+    herald_shared::filter::Rules::from_record(&probe)
+        .map_err(|(field, e)| Error::invalid(format!("spec.{field}"), e.to_string()))?;
     Ok(EndpointRecord {
         name: spec.name,
         max_in_flight,
         disable_after_failures,
         queue_while_disabled: spec.queue_while_disabled,
+        skip_keys: spec.skip_keys,
+        filters,
+        on_field_change: spec.on_field_change,
+        load_only: spec.load_only,
         retry_schedule_ms,
         description: spec.description,
         url: spec.url,

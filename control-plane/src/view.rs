@@ -22,6 +22,8 @@ pub struct EndpointEntry {
     pub revision: i64,
     /// Its slot.
     pub slot: u32,
+    /// Its content rules, parsed.
+    pub rules: herald_shared::filter::Rules,
 }
 
 /// The config as of one etcd revision.
@@ -160,9 +162,16 @@ impl ViewHandle {
 /// Builds an endpoint entry from its record.
 pub fn endpoint_entry(record: EndpointRecord, revision: i64) -> EndpointEntry {
     let slot = slot::slot_for(&record.id, slot::SLOT_COUNT);
+    // Checked at the API edge; a stored record that fails here was written
+    // by something else, and its rules are skipped rather than the endpoint.
+    let rules = herald_shared::filter::Rules::from_record(&record).unwrap_or_else(|(field, e)| {
+        tracing::warn!(endpoint = %record.id, field, error = %e, "ignoring bad endpoint rules");
+        Default::default()
+    });
     EndpointEntry {
         record,
         revision,
         slot,
+        rules,
     }
 }

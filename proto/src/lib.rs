@@ -5,3 +5,8 @@
 pub mod v1 {
     tonic::include_proto!("herald.v1");
 }
+
+pub mod serving;
+
+/// Every `herald.v1` file, encoded, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("herald_descriptor");

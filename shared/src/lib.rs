@@ -2,7 +2,9 @@
 //! plane and the agents agree on. Nothing here does I/O or knows gRPC.
 
 pub mod envelope;
+pub mod filter;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod pattern;
 #[cfg(feature = "process")]

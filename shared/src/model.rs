@@ -86,6 +86,14 @@ pub struct EndpointRecord {
     pub disable_after_failures: u32,
     /// While disabled, new events still queue for it (default: they skip it).
     pub queue_while_disabled: bool,
+    /// Publishes with one of these skip keys do not trigger it.
+    pub skip_keys: Vec<String>,
+    /// Payload conditions, all of which must hold.
+    pub filters: Vec<FilterRecord>,
+    /// Trigger only when one of these payload fields changed.
+    pub on_field_change: Vec<String>,
+    /// Deliver only these payload fields.
+    pub load_only: Vec<String>,
     /// Why Herald disabled it; empty otherwise.
     pub disabled_reason: String,
     /// When Herald disabled it (ms), 0 otherwise.
@@ -117,6 +125,18 @@ impl EndpointRecord {
             .iter()
             .any(|p| crate::pattern::matches(p, name))
     }
+}
+
+/// A payload condition as stored (see [`crate::filter::Filter`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilterRecord {
+    /// Dotted path.
+    pub path: String,
+    /// Operator name: eq, ne, in, gt, lt, contains, exists.
+    pub op: String,
+    /// JSON value; empty for exists.
+    pub value_json: String,
 }
 
 /// Where agents register, relative to the etcd prefix: `agents/{id}`.

@@ -90,6 +90,11 @@ impl Etcd {
         Ok(etcd)
     }
 
+    /// Process ids of the members still running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().flatten().map(Proc::pid).collect()
+    }
+
     /// SIGKILL member `i`; the others go on (a majority must remain).
     pub fn kill_member(&mut self, i: usize) {
         if let Some(mut p) = self.members.get_mut(i).and_then(Option::take) {
@@ -142,19 +147,34 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane on a free port, allowing http endpoints.
     pub fn start(etcd: &Etcd, extra: &[&str]) -> anyhow::Result<ControlPlane> {
+        Self::start_with_log(etcd, extra, "info,herald_control_plane=debug")
+    }
+
+    /// Like [`ControlPlane::start`], logging at `rust_log` (a `RUST_LOG`
+    /// filter; benchmarks use `warn` so per-event logs do not skew them).
+    pub fn start_with_log(
+        etcd: &Etcd,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> anyhow::Result<ControlPlane> {
         let mut cmd = Command::new(bin("herald-control-plane"));
         cmd.arg("--etcd-endpoints")
             .arg(&etcd.url)
             .arg("--listen=127.0.0.1:0")
             .arg("--allow-http")
             .args(extra)
-            .env("RUST_LOG", "info,herald_control_plane=debug");
+            .env("RUST_LOG", rust_log);
         let mut proc = Proc::spawn("control-plane", cmd)?;
         let addr = proc.wait_for_line("herald-control-plane listening on ", START_TIMEOUT)?;
         Ok(ControlPlane {
             url: format!("http://{addr}"),
             proc,
         })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// gRPC clients for this replica.
@@ -173,6 +193,7 @@ pub struct Agent {
     etcd_url: String,
     control_planes: String,
     extra: Vec<String>,
+    rust_log: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -182,6 +203,16 @@ impl Agent {
         etcd: &Etcd,
         control_planes: &[&ControlPlane],
         extra: &[&str],
+    ) -> anyhow::Result<Agent> {
+        Self::start_with_log(etcd, control_planes, extra, "info,herald_agent=debug")
+    }
+
+    /// Like [`Agent::start`], logging at `rust_log` (a `RUST_LOG` filter).
+    pub fn start_with_log(
+        etcd: &Etcd,
+        control_planes: &[&ControlPlane],
+        extra: &[&str],
+        rust_log: &str,
     ) -> anyhow::Result<Agent> {
         let dir = tempfile::tempdir()?;
         let mut agent = Agent {
@@ -195,6 +226,7 @@ impl Agent {
                 .collect::<Vec<_>>()
                 .join(","),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            rust_log: rust_log.to_string(),
             _dir: Some(dir),
         };
         agent.restart()?;
@@ -213,11 +245,16 @@ impl Agent {
             .arg("--listen=127.0.0.1:0")
             .arg("--lease-ttl-secs=5")
             .args(&self.extra)
-            .env("RUST_LOG", "info,herald_agent=debug");
+            .env("RUST_LOG", &self.rust_log);
         let mut proc = Proc::spawn("agent", cmd)?;
         self.addr = proc.wait_for_line("herald-agent listening on ", START_TIMEOUT)?;
         self.proc = Some(proc);
         Ok(())
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
     }
 
     /// Its data directory.

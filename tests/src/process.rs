@@ -13,6 +13,8 @@ pub struct Proc {
     child: Child,
     /// Lines of the child's stdout, as they come.
     pub stdout: mpsc::Receiver<String>,
+    /// Lines `wait_for_line` has read so far.
+    pub seen: Vec<String>,
 }
 
 impl Proc {
@@ -37,6 +39,7 @@ impl Proc {
             name: name.to_string(),
             child,
             stdout: rx,
+            seen: Vec::new(),
         })
     }
 
@@ -47,6 +50,7 @@ impl Proc {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.stdout.recv_timeout(left) {
                 Ok(line) => {
+                    self.seen.push(line.clone());
                     if let Some(rest) = line.strip_prefix(prefix) {
                         return Ok(rest.trim().to_string());
                     }
@@ -60,6 +64,13 @@ impl Proc {
                 }
             }
         }
+    }
+
+    /// The rest of a line already read that starts with `prefix`.
+    pub fn seen_line(&self, prefix: &str) -> Option<String> {
+        self.seen
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(|r| r.trim().to_string()))
     }
 
     /// SIGKILL, as a crash would.
@@ -83,6 +94,11 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The OS process id (to read `/proc/<pid>/` for CPU and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process has exited.

@@ -68,6 +68,7 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
                 name: "Ada".into(),
             }),
             occurred_at_ms: 1_795_444_200_000,
+            ..Default::default()
         })
         .await?
         .into_inner();

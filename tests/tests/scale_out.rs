@@ -368,3 +368,72 @@ async fn leftovers_of_an_agent_back_too_late_are_delivered_and_marked() -> anyho
     drop(first);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_drain_moves_every_slot_and_queue_off_an_agent() -> anyhow::Result<()> {
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(20));
+    let mut c = setup(&receiver).await?;
+    let second = Agent::start(&c.etcd, &[&c.cp], &[])?;
+    let cluster = |api: &mut Clients| {
+        let mut api = api.clone();
+        async move {
+            anyhow::Ok(
+                api.cluster
+                    .get_cluster(pb::GetClusterRequest {})
+                    .await?
+                    .into_inner(),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster(&mut c.api)
+        .await?
+        .agents
+        .iter()
+        .filter(|a| a.slots > 0)
+        .count()
+        < 2
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the second agent got no slots");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let per_ep = 30;
+    let done = Arc::new(AtomicU64::new(0));
+    let publisher = publish_in_background(&c.api, 0..per_ep * ENDPOINTS, done.clone());
+    wait_published(&done, per_ep * ENDPOINTS / 2).await;
+    let target = cluster(&mut c.api).await?.agents[0].id.clone();
+    c.api
+        .cluster
+        .drain_agent(pb::DrainAgentRequest {
+            agent_id: target.clone(),
+        })
+        .await?;
+    publisher.await??;
+    let dups = check_all_in_order(&receiver, per_ep, Duration::from_secs(60)).await;
+    assert_eq!(dups, 0);
+    // The drained agent is idle: no slots, no queue, nothing moving.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cl = cluster(&mut c.api).await?;
+        let drained = cl.agents.iter().find(|a| a.id == target);
+        if drained.is_some_and(|a| a.draining && a.slots == 0 && a.queue_depth == Some(0))
+            && cl.handoffs_in_progress == 0
+        {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not drained: {cl:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unknown = c
+        .api
+        .cluster
+        .drain_agent(pb::DrainAgentRequest {
+            agent_id: "agent-nobody".into(),
+        })
+        .await
+        .expect_err("unknown agent");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    drop(second);
+    Ok(())
+}

@@ -46,7 +46,10 @@ impl AgentControl for Api {
         let api = self.clone();
         tokio::spawn(async move {
             tracing::info!(agent = %hello.agent_id, addr = %hello.ingest_addr, "agent session opened");
+            let sessions = &crate::metrics::get().agent_sessions;
+            sessions.add(1);
             api.run_session(&hello.agent_id, inbound, tx).await;
+            sessions.add(-1);
             tracing::info!(agent = %hello.agent_id, "agent session closed");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -21,7 +21,33 @@ impl Api {
             return Err(Error::invalid("event_type", "must not be empty"));
         }
         validate::name("event_type", &r.event_type)?;
-        check_payload(&r.payload_json, self.config().max_payload_bytes)?;
+        let payload = check_payload(&r.payload_json, self.config().max_payload_bytes)?;
+        let previous = if r.previous_payload_json.is_empty() {
+            None
+        } else {
+            let v: serde_json::Value =
+                serde_json::from_str(&r.previous_payload_json).map_err(|e| {
+                    Error::invalid("previous_payload_json", format!("is not valid JSON: {e}"))
+                })?;
+            if !v.is_object() {
+                return Err(Error::invalid(
+                    "previous_payload_json",
+                    "must be a JSON object",
+                ));
+            }
+            Some(v)
+        };
+        for (i, f) in r.changed_fields.iter().enumerate() {
+            herald_shared::filter::Path::parse(f)
+                .map_err(|e| Error::invalid(format!("changed_fields[{i}]"), e.to_string()))?;
+        }
+        if r.skip_key.len() > 128 {
+            return Err(Error::invalid("skip_key", "must be at most 128 bytes"));
+        }
+        let change = herald_shared::filter::Change {
+            previous: previous.as_ref(),
+            changed_fields: &r.changed_fields,
+        };
         if r.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(Error::invalid(
                 "idempotency_key",
@@ -88,22 +114,37 @@ impl Api {
                 .map(|eps| {
                     eps.values()
                         .filter(|e| {
-                            e.record.accepts_events() && e.record.subscribes_to(&r.event_type)
+                            e.record.accepts_events()
+                                && e.record.subscribes_to(&r.event_type)
+                                && (r.skip_key.is_empty()
+                                    || !e.record.skip_keys.contains(&r.skip_key))
+                                && e.rules.admit(&payload, change)
                         })
-                        .map(|e| (e.record.id.clone(), e.slot))
+                        .map(|e| {
+                            // load_only: this endpoint gets only the listed fields.
+                            let body = if e.rules.load_only.is_empty() {
+                                None
+                            } else {
+                                Some(
+                                    herald_shared::filter::project(&payload, &e.rules.load_only)
+                                        .to_string(),
+                                )
+                            };
+                            (e.record.id.clone(), e.slot, body)
+                        })
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default())
         })?;
         let deliveries = targets
             .into_iter()
-            .map(|(endpoint_id, slot)| pb::Delivery {
+            .map(|(endpoint_id, slot, body)| pb::Delivery {
                 endpoint_id,
                 slot,
                 event_id: event_id.clone(),
                 event_type: r.event_type.clone(),
                 tenant_id: r.tenant_id.clone(),
-                payload_json: r.payload_json.clone(),
+                payload_json: body.unwrap_or_else(|| r.payload_json.clone()),
                 resource: r.resource.clone(),
                 actor: r.actor.clone(),
                 occurred_at_ms: if r.occurred_at_ms == 0 {
@@ -123,8 +164,8 @@ impl Api {
     }
 }
 
-/// The payload must be a JSON object no larger than `limit` bytes.
-fn check_payload(payload: &str, limit: usize) -> Result<()> {
+/// The payload must be a JSON object no larger than `limit` bytes; returns it parsed.
+fn check_payload(payload: &str, limit: usize) -> Result<serde_json::Value> {
     if payload.is_empty() {
         return Err(Error::invalid(
             "payload_json",
@@ -142,20 +183,106 @@ fn check_payload(payload: &str, limit: usize) -> Result<()> {
     if !v.is_object() {
         return Err(Error::invalid("payload_json", "must be a JSON object"));
     }
-    Ok(())
+    Ok(v)
 }
 
-#[tonic::async_trait]
-impl PublishService for Api {
-    async fn publish(
+/// Most events in one PublishBatch.
+const MAX_BATCH: usize = 100;
+
+impl Api {
+    /// Plans every event, routes all the valid ones in one go, and answers
+    /// per event.
+    async fn publish_batch_inner(
         &self,
-        req: Request<pb::PublishRequest>,
-    ) -> Result<Response<pb::PublishResponse>, Status> {
-        let (event_id, deliveries) = self.plan_publish(req.into_inner())?;
+        events: Vec<pb::PublishRequest>,
+    ) -> Result<Vec<pb::PublishResult>> {
+        if events.is_empty() {
+            return Err(Error::invalid("events", "must not be empty"));
+        }
+        if events.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "events",
+                format!("{} events, over the limit of {MAX_BATCH}", events.len()),
+            ));
+        }
+        let mut results = Vec::with_capacity(events.len());
+        let mut all = Vec::new();
+        let mut planned = Vec::new();
+        for (i, r) in events.into_iter().enumerate() {
+            match self.plan_publish(r) {
+                Ok((event_id, deliveries)) => {
+                    results.push(pb::PublishResult {
+                        event_id,
+                        endpoints_matched: deliveries.len() as u32,
+                        code: "OK".into(),
+                        message: String::new(),
+                    });
+                    all.extend(deliveries);
+                    planned.push(i);
+                }
+                Err(e) => results.push(pb::PublishResult {
+                    code: crate::metrics::code_name(e.code()).to_string(),
+                    // Name the event: `events[3].payload_json: ...`.
+                    message: format!("events[{i}].{e}"),
+                    ..Default::default()
+                }),
+            }
+        }
+        if !all.is_empty()
+            && let Err(e) = self.inner.router.deliver(all).await
+        {
+            for i in planned {
+                results[i] = pb::PublishResult {
+                    code: crate::metrics::code_name(e.code()).to_string(),
+                    message: e.to_string(),
+                    ..Default::default()
+                };
+            }
+        }
+        Ok(results)
+    }
+
+    /// Plans and routes one publish; the event id and the endpoints matched.
+    async fn publish_inner(&self, r: pb::PublishRequest) -> Result<(String, u32)> {
+        let (event_id, deliveries) = self.plan_publish(r)?;
         let matched = deliveries.len() as u32;
         if !deliveries.is_empty() {
             self.inner.router.deliver(deliveries).await?;
         }
+        Ok((event_id, matched))
+    }
+}
+
+#[tonic::async_trait]
+impl PublishService for Api {
+    async fn publish_batch(
+        &self,
+        req: Request<pb::PublishBatchRequest>,
+    ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        let results = self.publish_batch_inner(req.into_inner().events).await?;
+        for r in &results {
+            crate::metrics::publish_done_named(&r.code);
+            crate::metrics::get()
+                .publish_deliveries
+                .add(u64::from(r.endpoints_matched));
+        }
+        Ok(Response::new(pb::PublishBatchResponse { results }))
+    }
+
+    async fn publish(
+        &self,
+        req: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let started = std::time::Instant::now();
+        let result = self.publish_inner(req.into_inner()).await;
+        let m = crate::metrics::get();
+        m.publish_seconds.observe(started.elapsed().as_secs_f64());
+        crate::metrics::publish_done(match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(e) => e.code(),
+        });
+        let (event_id, matched) = result?;
+        m.publish_deliveries.add(u64::from(matched));
         tracing::debug!(%event_id, matched, "published");
         Ok(Response::new(pb::PublishResponse {
             event_id,
