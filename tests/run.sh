@@ -14,3 +14,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+# A smoke pass of the load generator (300 events, 10 endpoints), so it never
+# rots; fails if an event is missing, duplicated or out of order. The full
+# scenarios are not tests: see BENCHMARKS.md.
+target/debug/herald-bench smoke

@@ -1,0 +1,248 @@
+//! The Herald cluster under test: etcd, one control plane and the agents,
+//! started through the integration-test harness (so every process dies with
+//! this handle, on success, error or panic), and the config a run needs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use herald_proto::v1 as pb;
+use herald_tests::cluster::{Agent, Clients, ControlPlane, Etcd};
+
+use crate::procstat::{self, Sample};
+use crate::receiver::Receiver;
+
+/// Log filter of the Herald processes: per-event debug lines would measure
+/// the logger.
+const RUST_LOG: &str = "warn";
+
+/// The tenant every benchmark endpoint belongs to.
+pub const TENANT: &str = "bench";
+
+/// A running cluster; dropping it kills every process (agents first).
+pub struct Cluster {
+    /// The agents (dropped first: field order).
+    pub agents: Vec<Agent>,
+    /// The control plane.
+    pub cp: ControlPlane,
+    /// etcd.
+    pub etcd: Etcd,
+    /// gRPC clients of the control plane.
+    pub api: Clients,
+}
+
+/// A Herald process to watch: its role and pid.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// "etcd", "control-plane", "agent-0", …
+    pub name: String,
+    /// The OS process id.
+    pub pid: u32,
+}
+
+impl Cluster {
+    /// Starts etcd, a control plane and `agents` agents on loopback.
+    pub async fn start(agents: usize) -> anyhow::Result<Cluster> {
+        let etcd = Etcd::start().context("start etcd")?;
+        let cp =
+            ControlPlane::start_with_log(&etcd, &[], RUST_LOG).context("start control plane")?;
+        let mut started = Vec::new();
+        for _ in 0..agents.max(1) {
+            started
+                .push(Agent::start_with_log(&etcd, &[&cp], &[], RUST_LOG).context("start agent")?);
+        }
+        let api = cp.clients().await?;
+        let mut cluster = Cluster {
+            agents: started,
+            cp,
+            etcd,
+            api,
+        };
+        cluster.wait_settled().await?;
+        Ok(cluster)
+    }
+
+    /// Waits until the slot map spreads the slots over every agent and no
+    /// handoff is in progress, so no run starts in the middle of a move.
+    async fn wait_settled(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self
+                .api
+                .cluster
+                .get_cluster(pb::GetClusterRequest {})
+                .await?
+                .into_inner();
+            let owning = c.agents.iter().filter(|a| a.slots > 0).count();
+            if owning == self.agents.len() && c.handoffs_in_progress == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the slot map did not settle within 30 s ({owning} of {} agents own slots, {} handoffs)",
+                self.agents.len(),
+                c.handoffs_in_progress
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// etcd, the control plane and each agent, with their pids.
+    pub fn processes(&self) -> Vec<Watched> {
+        let mut out: Vec<Watched> = self
+            .etcd
+            .pids()
+            .into_iter()
+            .map(|pid| Watched {
+                name: "etcd".into(),
+                pid,
+            })
+            .collect();
+        out.push(Watched {
+            name: "control-plane".into(),
+            pid: self.cp.pid(),
+        });
+        for (i, a) in self.agents.iter().enumerate() {
+            if let Some(pid) = a.pid() {
+                out.push(Watched {
+                    name: format!("agent-{i}"),
+                    pid,
+                });
+            }
+        }
+        out
+    }
+
+    /// Counters of every watched process, in [`Cluster::processes`] order.
+    pub fn sample(&self) -> Vec<(Watched, Sample)> {
+        self.processes()
+            .into_iter()
+            .map(|w| {
+                let s = procstat::sample(w.pid);
+                (w, s)
+            })
+            .collect()
+    }
+
+    /// Creates a `/warmup` endpoint of the tenant, publishes one event to
+    /// it and waits for it to arrive: the agents own their slots and the
+    /// whole path works before anything is measured.
+    pub async fn warm_up(&mut self, receiver: &Receiver) -> anyhow::Result<()> {
+        self.api.event_type("warmup.created").await?;
+        self.create_endpoint(receiver.url("/warmup"), "warmup.created".into())
+            .await?;
+        self.api
+            .publish(
+                TENANT,
+                "warmup.created",
+                serde_json::json!({"seq": 0}),
+                "warmup",
+            )
+            .await
+            .context("warm-up publish")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while receiver.warmups() == 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the warm-up event did not arrive within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Creates one enabled endpoint (default retry schedule) for `event_type`.
+    pub async fn create_endpoint(&mut self, url: String, event_type: String) -> anyhow::Result<()> {
+        create_endpoint(&mut self.api, url, event_type).await
+    }
+}
+
+async fn create_endpoint(api: &mut Clients, url: String, event_type: String) -> anyhow::Result<()> {
+    api.endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            tenant_id: TENANT.into(),
+            spec: Some(pb::EndpointSpec {
+                name: "bench".into(),
+                url,
+                enabled: true,
+                event_types: vec![event_type],
+                ..Default::default()
+            }),
+        })
+        .await
+        .context("create endpoint")?;
+    Ok(())
+}
+
+/// Runs `make(i)` for i in 0..n, `parallel` at a time, each with its own
+/// client clone; prints progress for long runs.
+async fn for_each_parallel<F, Fut>(
+    api: &Clients,
+    n: usize,
+    parallel: usize,
+    what: &str,
+    make: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Clients, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let make = Arc::new(make);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..parallel.max(1) {
+        let (next, make, api) = (next.clone(), make.clone(), api.clone());
+        let what = what.to_string();
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                make(api.clone(), i).await?;
+                if (i + 1) % 10_000 == 0 {
+                    eprintln!(
+                        "herald-bench: {} {what} created ({:.0}/s)",
+                        i + 1,
+                        (i + 1) as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// Creates event types `t{i}.created` for i in 0..n.
+pub async fn create_event_types(api: &Clients, n: usize, parallel: usize) -> anyhow::Result<()> {
+    for_each_parallel(api, n, parallel, "event types", |mut api, i| async move {
+        api.event_type(&format!("t{i}.created")).await.map(|_| ())
+    })
+    .await
+}
+
+/// Creates endpoints `/ep{i}` on `receiver` for i in 0..n; endpoint i takes
+/// `t{i}.created`, or `event_type` for all when given.
+pub async fn create_endpoints(
+    api: &Clients,
+    receiver: &Receiver,
+    n: usize,
+    parallel: usize,
+    event_type: Option<&str>,
+) -> anyhow::Result<()> {
+    let base = receiver.url("/ep");
+    let shared_type = event_type.map(str::to_string);
+    for_each_parallel(api, n, parallel, "endpoints", move |mut api, i| {
+        let url = format!("{base}{i}");
+        let ty = shared_type
+            .clone()
+            .unwrap_or_else(|| format!("t{i}.created"));
+        async move { create_endpoint(&mut api, url, ty).await }
+    })
+    .await
+}

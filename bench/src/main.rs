@@ -1,0 +1,171 @@
+//! `herald-bench`: Herald's load generator. It starts a local cluster
+//! (etcd, a control plane, agents) through the integration-test harness,
+//! points endpoints at a built-in receiver, publishes events over gRPC and
+//! reports throughput, publish-to-arrival latency, duplicates, order
+//! violations and each process's CPU and memory, next to a bare HTTP client
+//! posting to the same receiver (the ceiling). See BENCHMARKS.md.
+//!
+//! The Herald binaries are found next to this one: build them in the same
+//! profile (`cargo build --release --workspace --bins`).
+
+mod analysis;
+mod ceiling;
+mod cluster;
+mod idle;
+mod load;
+mod params;
+mod procstat;
+mod publish;
+mod receiver;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use params::{Opts, Params};
+
+/// Herald load generator.
+#[derive(Debug, Parser)]
+#[command(name = "herald-bench", about)]
+struct Cli {
+    /// Print the report as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// One command per scenario; flags override its defaults.
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// 300 events over 10 endpoints; fails unless each arrives once, in
+    /// order (the test script's pass).
+    Smoke(Opts),
+    /// 2,000 events to one endpoint (one publisher: its order must be defined).
+    OneEndpoint(Opts),
+    /// 20,000 events over 1,000 endpoints, 32 publishers.
+    ManyEndpoints(Opts),
+    /// 20,000 events over 10,000 endpoints behind a receiver that answers
+    /// after 50 ms; the bare client runs 512 concurrent requests (the
+    /// agent's --max-concurrency).
+    SlowReceiver(Opts),
+    /// 100,000 endpoints that get no event: memory per endpoint in the
+    /// agent and the control plane.
+    IdleEndpoints(Opts),
+    /// Any mix of the flags (defaults: 1,000 events, 1 endpoint).
+    Run(Opts),
+}
+
+impl Scenario {
+    /// The name, the flags given, and the scenario's defaults.
+    fn resolve(&self) -> (&'static str, &Opts, Params) {
+        let d = Params::default();
+        match self {
+            Scenario::Smoke(o) => (
+                "smoke",
+                o,
+                Params {
+                    events: 300,
+                    endpoints: 10,
+                    concurrency: 4,
+                    stall_secs: 10,
+                    ..d
+                },
+            ),
+            Scenario::OneEndpoint(o) => (
+                "one-endpoint",
+                o,
+                Params {
+                    events: 2_000,
+                    endpoints: 1,
+                    ..d
+                },
+            ),
+            Scenario::ManyEndpoints(o) => (
+                "many-endpoints",
+                o,
+                Params {
+                    events: 20_000,
+                    endpoints: 1_000,
+                    concurrency: 32,
+                    ..d
+                },
+            ),
+            Scenario::SlowReceiver(o) => (
+                "slow-receiver",
+                o,
+                Params {
+                    events: 20_000,
+                    endpoints: 10_000,
+                    concurrency: 32,
+                    receiver_delay_ms: 50,
+                    ceiling_concurrency: Some(512),
+                    ..d
+                },
+            ),
+            Scenario::IdleEndpoints(o) => (
+                "idle-endpoints",
+                o,
+                Params {
+                    endpoints: 100_000,
+                    setup_concurrency: 32,
+                    ..d
+                },
+            ),
+            Scenario::Run(o) => ("run", o, d),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // reqwest is built without a default TLS provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // On Ctrl-C the run is dropped, which kills every process it started.
+    tokio::select! {
+        code = run(&cli) => code,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("herald-bench: interrupted");
+            ExitCode::from(130)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> ExitCode {
+    let (name, opts, defaults) = cli.scenario.resolve();
+    let p = opts.over(defaults);
+    let printed = if matches!(cli.scenario, Scenario::IdleEndpoints(_)) {
+        idle::run(name, &p)
+            .await
+            .and_then(|r| Ok((show(cli.json, &r, r.text())?, true)))
+    } else {
+        load::run(name, &p)
+            .await
+            .and_then(|r| Ok((show(cli.json, &r, r.text())?, r.is_clean())))
+    };
+    match printed {
+        Ok(((), true)) => ExitCode::SUCCESS,
+        Ok(((), false)) => {
+            eprintln!(
+                "herald-bench: FAILED: events missing, duplicated, out of order or misrouted"
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("herald-bench: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the report as JSON or as `text`.
+fn show<T: serde::Serialize>(json: bool, report: &T, text: String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
