@@ -24,8 +24,26 @@ async fn losing_one_etcd_member_stops_nothing() -> anyhow::Result<()> {
     let matched = api.publish_seqs(50..100).await?;
     assert!(matched.iter().all(|m| *m == 1), "publishing goes on");
     // Config writes go on too: a second endpoint, which gets what follows.
+    // If the lost member led the etcd cluster, writes answer UNAVAILABLE
+    // (retry) until the others elect a leader; a client retries.
     let other = Receiver::start().await;
-    api.endpoint("acme", &other.url("/"), &["*"]).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut retries = 0;
+    loop {
+        match api.endpoint("acme", &other.url("/"), &["*"]).await {
+            Ok(_) => break,
+            Err(e)
+                if e.downcast_ref::<tonic::Status>()
+                    .is_some_and(|s| s.code() == tonic::Code::Unavailable)
+                    && std::time::Instant::now() < deadline =>
+            {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    eprintln!("endpoint created after the member loss ({retries} UNAVAILABLE answers first)");
     tokio::time::sleep(Duration::from_millis(300)).await;
     api.publish_seqs(100..110).await?;
 

@@ -18,15 +18,21 @@ const ENDPOINTS: u64 = 20;
 
 async fn setup(receiver: &Receiver) -> anyhow::Result<Cluster> {
     let mut c = Cluster::start().await?;
-    c.api.tenant("acme").await?;
+    create_endpoints(&mut c.api, receiver).await?;
+    Ok(c)
+}
+
+/// Tenant `acme` and ENDPOINTS ordered endpoints at `/ep{i}`, endpoint i
+/// subscribed to its own type `t{i}.created`.
+async fn create_endpoints(api: &mut Clients, receiver: &Receiver) -> anyhow::Result<()> {
+    api.tenant("acme").await?;
     for i in 0..ENDPOINTS {
         let t = format!("t{i}.created");
-        c.api.event_type(&t).await?;
-        c.api
-            .endpoint("acme", &receiver.url(&format!("/ep{i}")), &[&t])
+        api.event_type(&t).await?;
+        api.endpoint("acme", &receiver.url(&format!("/ep{i}")), &[&t])
             .await?;
     }
-    Ok(c)
+    Ok(())
 }
 
 /// Publishes events `range` in the background: event n goes to endpoint
@@ -294,13 +300,7 @@ async fn leftovers_of_an_agent_back_too_late_are_delivered_and_marked() -> anyho
     let first = Agent::start(&etcd, &[&cp], &[])?;
     let mut second = Agent::start(&etcd, &[&cp], &[])?;
     let mut api = cp.clients().await?;
-    api.tenant("acme").await?;
-    for i in 0..ENDPOINTS {
-        let t = format!("t{i}.created");
-        api.event_type(&t).await?;
-        api.endpoint("acme", &receiver.url(&format!("/ep{i}")), &[&t])
-            .await?;
-    }
+    create_endpoints(&mut api, &receiver).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let done = Arc::new(AtomicU64::new(0));
     let per_ep = 5;
