@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use herald_proto::v1 as pb;
 use herald_proto::v1::agent_ingest_client::AgentIngestClient;
-use herald_shared::slot::{SLOT_COUNT, slot_for};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -129,7 +128,7 @@ impl Handoff {
         let with_work = self.blocking(|s| s.slots_with_work()).await?;
         // Parked work of a slot that is ours outright (its handoff finished
         // before a restart, say) is queued now.
-        for slot in &with_work {
+        for slot in with_work.keys() {
             if self.state.deliverable(*slot) {
                 for ep in self.store.unpark(*slot).await? {
                     self.dispatcher.wake(&ep);
@@ -139,7 +138,7 @@ impl Handoff {
         let outgoing: HashSet<u32> = self.state.outgoing().into_iter().collect();
         let mut idle: HashMap<String, Vec<u32>> = HashMap::new();
         for slot in &outgoing {
-            if !with_work.contains(slot)
+            if !with_work.contains_key(slot)
                 && let Some(addr) = self.state.owner_addr(*slot)
             {
                 idle.entry(addr).or_default().push(*slot);
@@ -149,34 +148,40 @@ impl Handoff {
         for (addr, slots) in idle {
             self.send(&addr, Vec::new(), slots, false).await?;
         }
-        for slot in with_work {
+        for (slot, endpoints) in with_work {
             if self.state.owns(slot) {
                 continue;
             }
             let Some(addr) = self.state.owner_addr(slot) else {
                 continue; // Nobody owns it yet; keep it.
             };
-            self.hand_slot(slot, &addr, !outgoing.contains(&slot))
+            self.hand_slot(slot, endpoints, &addr, !outgoing.contains(&slot))
                 .await?;
         }
         Ok(())
     }
 
-    /// Sends every delivery we hold of `slot` to `addr`, then (for a live
-    /// handoff) says we are done with it.
-    async fn hand_slot(&self, slot: u32, addr: &str, late: bool) -> anyhow::Result<()> {
-        let endpoints = self.blocking(|s| s.endpoints_with_pending()).await?;
-        for ep in endpoints
-            .iter()
-            .filter(|ep| slot_for(ep, SLOT_COUNT) == slot)
-        {
+    /// Sends every delivery we hold of `slot` (queued for `endpoints`, or
+    /// parked) to `addr`, then (for a live handoff) says we are done with it.
+    async fn hand_slot(
+        &self,
+        slot: u32,
+        endpoints: Vec<String>,
+        addr: &str,
+        late: bool,
+    ) -> anyhow::Result<()> {
+        for ep in &endpoints {
             self.dispatcher.quiesce(ep, QUIESCE_LIMIT).await;
         }
+        let endpoints = std::sync::Arc::new(endpoints);
         // Outcomes recorded without waiting are committed before we read.
         self.store.sync().await?;
         let mut moved = 0usize;
         loop {
-            let batch = self.blocking(move |s| s.handoff_items(slot, BATCH)).await?;
+            let eps = endpoints.clone();
+            let batch = self
+                .blocking(move |s| s.handoff_items(slot, &eps, BATCH))
+                .await?;
             if batch.is_empty() {
                 break;
             }

@@ -2,6 +2,8 @@
 //! the query API. Each runs in its own read transaction (a snapshot), so it
 //! never waits for the writer. They block: call them off the async runtime.
 
+use std::collections::BTreeMap;
+
 use herald_proto::v1 as pb;
 use prost::Message as _;
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
@@ -107,33 +109,39 @@ impl Store {
         Ok(out)
     }
 
-    /// Slots with queued or parked work in this store.
-    pub fn slots_with_work(&self) -> Result<Vec<u32>> {
-        let mut slots: Vec<u32> = self
-            .endpoints_with_pending()?
-            .iter()
-            .map(|ep| herald_shared::slot::slot_for(ep, herald_shared::slot::SLOT_COUNT))
-            .collect();
+    /// Slots with queued or parked work in this store, each with the
+    /// endpoints that have queued deliveries in it (none for a slot that
+    /// only has parked work).
+    pub fn slots_with_work(&self) -> Result<BTreeMap<u32, Vec<String>>> {
+        let mut slots: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for ep in self.endpoints_with_pending()? {
+            let slot = herald_shared::slot::slot_for(&ep, herald_shared::slot::SLOT_COUNT);
+            slots.entry(slot).or_default().push(ep);
+        }
         let tx = self.read()?;
         for row in tx.open_table(PARKED).map_err(e)?.iter().map_err(e)? {
-            slots.push(row.map_err(e)?.0.value().0);
+            slots.entry(row.map_err(e)?.0.value().0).or_default();
         }
-        slots.sort_unstable();
-        slots.dedup();
         Ok(slots)
     }
 
     /// Up to `limit` deliveries of `slot` to hand over, each with its seq:
-    /// every queued one, endpoint by endpoint in queue order, then the
-    /// parked ones in arrival order.
-    pub fn handoff_items(&self, slot: u32, limit: usize) -> Result<Vec<(u64, pb::HandedDelivery)>> {
+    /// every queued one of `endpoints` (the slot's, from
+    /// [`Store::slots_with_work`]), endpoint by endpoint in queue order,
+    /// then the parked ones in arrival order.
+    pub fn handoff_items(
+        &self,
+        slot: u32,
+        endpoints: &[String],
+        limit: usize,
+    ) -> Result<Vec<(u64, pb::HandedDelivery)>> {
+        let tx = self.read()?;
         let mut seqs = Vec::new();
-        for ep in self.endpoints_with_pending()? {
-            if herald_shared::slot::slot_for(&ep, herald_shared::slot::SLOT_COUNT) != slot {
-                continue;
+        let queue = tx.open_table(QUEUE).map_err(e)?;
+        for ep in endpoints {
+            if seqs.len() >= limit {
+                break;
             }
-            let tx = self.read()?;
-            let queue = tx.open_table(QUEUE).map_err(e)?;
             for row in queue
                 .range((ep.as_str(), 0)..=(ep.as_str(), u64::MAX))
                 .map_err(e)?
@@ -141,12 +149,8 @@ impl Store {
             {
                 seqs.push(row.map_err(e)?.1.value());
             }
-            if seqs.len() >= limit {
-                break;
-            }
         }
         if seqs.len() < limit {
-            let tx = self.read()?;
             let parked = tx.open_table(PARKED).map_err(e)?;
             for row in parked
                 .range((slot, 0)..=(slot, u64::MAX))
@@ -156,7 +160,6 @@ impl Store {
                 seqs.push(row.map_err(e)?.0.value().1);
             }
         }
-        let tx = self.read()?;
         let mut out = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let Some(d) = delivery(&tx, seq)? else {
