@@ -6,11 +6,14 @@
 //! it stopped early, how far it got. Only what is newer than the furthest
 //! such stop is complete on every agent, so a page ends there.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use herald_proto::v1 as pb;
+use herald_proto::v1::agent_query_client::AgentQueryClient;
 use tokio::task::JoinSet;
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::agent_clients::AgentClients;
 use crate::error::{Error, Result};
@@ -52,9 +55,29 @@ impl DeliveryLog {
         DeliveryLog { view, clients }
     }
 
-    fn agents(&self) -> Vec<String> {
-        self.view
-            .read(|v| v.agents.values().map(|a| a.ingest_addr.clone()).collect())
+    /// Calls every live agent at once with `call`; returns each answer
+    /// with the agent's address.
+    pub async fn ask_all<T, Fut>(
+        &self,
+        call: impl Fn(AgentQueryClient<Channel>) -> Fut,
+    ) -> Result<Vec<(String, Result<T, tonic::Status>)>>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
+    {
+        let addrs: Vec<String> = self
+            .view
+            .read(|v| v.agents.values().map(|a| a.ingest_addr.clone()).collect());
+        let mut calls = JoinSet::new();
+        for addr in addrs {
+            let answer = call(self.clients.query(&addr)?);
+            calls.spawn(async move { (addr, answer.await.map(tonic::Response::into_inner)) });
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            out.push(joined.map_err(|e| Error::Unavailable(e.to_string()))?);
+        }
+        Ok(out)
     }
 
     /// One page of deliveries matching `filter`, strictly older than `before`.
@@ -64,21 +87,21 @@ impl DeliveryLog {
         before: Option<pb::DeliveryCursor>,
         limit: usize,
     ) -> Result<Page> {
-        let mut calls = JoinSet::new();
-        for addr in self.agents() {
-            let mut client = self.clients.query(&addr)?;
-            let req = pb::AgentListDeliveriesRequest {
-                filter: Some(filter.clone()),
-                before: before.clone(),
-                limit: limit as u32,
-            };
-            calls.spawn(async move { (client.list_deliveries(req).await, addr) });
-        }
+        let req = pb::AgentListDeliveriesRequest {
+            filter: Some(filter),
+            before,
+            limit: limit as u32,
+        };
+        let answers = self
+            .ask_all(|mut c| {
+                let req = req.clone();
+                async move { c.list_deliveries(req).await }
+            })
+            .await?;
         let mut all = Vec::new();
         let mut bound: Option<pb::DeliveryCursor> = None;
-        while let Some(joined) = calls.join_next().await {
-            let (res, addr) = joined.map_err(|e| Error::Unavailable(e.to_string()))?;
-            let r = res.map_err(|s| unreachable(&addr, &s))?.into_inner();
+        for (addr, res) in answers {
+            let r = res.map_err(|s| unreachable(&addr, &s))?;
             all.extend(r.deliveries);
             if let Some(c) = r.scanned_to
                 && bound.as_ref().is_none_or(|b| key(&c) > key(b))
@@ -110,20 +133,20 @@ impl DeliveryLog {
 
     /// One delivery with its attempts, from whichever agent holds it.
     pub async fn get(&self, tenant_id: &str, delivery_id: &str) -> Result<pb::DeliveryDetail> {
-        let mut calls = JoinSet::new();
-        for addr in self.agents() {
-            let mut client = self.clients.query(&addr)?;
-            let req = pb::GetDeliveryRequest {
-                tenant_id: tenant_id.to_string(),
-                delivery_id: delivery_id.to_string(),
-            };
-            calls.spawn(async move { (client.get_delivery(req).await, addr) });
-        }
+        let req = pb::GetDeliveryRequest {
+            tenant_id: tenant_id.to_string(),
+            delivery_id: delivery_id.to_string(),
+        };
+        let answers = self
+            .ask_all(|mut c| {
+                let req = req.clone();
+                async move { c.get_delivery(req).await }
+            })
+            .await?;
         let mut failure = None;
-        while let Some(joined) = calls.join_next().await {
-            let (res, addr) = joined.map_err(|e| Error::Unavailable(e.to_string()))?;
+        for (addr, res) in answers {
             match res {
-                Ok(d) => return Ok(d.into_inner()),
+                Ok(d) => return Ok(d),
                 Err(s) if s.code() == Code::NotFound => {}
                 Err(s) => failure = Some(unreachable(&addr, &s)),
             }
@@ -134,19 +157,19 @@ impl DeliveryLog {
 
     /// The endpoint's counters, summed over the agents that hold some.
     pub async fn stats(&self, endpoint_id: &str) -> Result<pb::EndpointStats> {
-        let mut calls = JoinSet::new();
-        for addr in self.agents() {
-            let mut client = self.clients.query(&addr)?;
-            let req = pb::GetEndpointStatsRequest {
-                tenant_id: String::new(),
-                endpoint_id: endpoint_id.to_string(),
-            };
-            calls.spawn(async move { (client.get_endpoint_stats(req).await, addr) });
-        }
+        let req = pb::GetEndpointStatsRequest {
+            tenant_id: String::new(),
+            endpoint_id: endpoint_id.to_string(),
+        };
+        let answers = self
+            .ask_all(|mut c| {
+                let req = req.clone();
+                async move { c.get_endpoint_stats(req).await }
+            })
+            .await?;
         let mut parts = Vec::new();
-        while let Some(joined) = calls.join_next().await {
-            let (res, addr) = joined.map_err(|e| Error::Unavailable(e.to_string()))?;
-            parts.push(res.map_err(|s| unreachable(&addr, &s))?.into_inner());
+        for (addr, res) in answers {
+            parts.push(res.map_err(|s| unreachable(&addr, &s))?);
         }
         Ok(merge_stats(endpoint_id, parts))
     }

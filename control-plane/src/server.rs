@@ -85,7 +85,7 @@ pub async fn run(
         clients.clone(),
         Duration::from_millis(config.publish_retry_ms),
     );
-    let log = DeliveryLog::new(view.clone(), clients.clone());
+    let log = DeliveryLog::new(view.clone(), clients);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let api = Api::new(Parts {
@@ -93,7 +93,6 @@ pub async fn run(
         view,
         router,
         log,
-        clients,
         replica_id,
         config,
     });

@@ -148,25 +148,8 @@ pub fn desired(
 
 /// `agent_id` has marked its leftovers late: forget that it was abandoned.
 pub async fn clear_abandoned(store: &Store, agent_id: &str) -> Result<()> {
-    for _ in 0..50 {
-        let Some(cur) = store.get::<SlotMap>(keys::SLOT_MAP).await? else {
-            return Ok(());
-        };
-        let mut map = cur.value;
-        if map.abandoned.remove(agent_id).is_none() {
-            return Ok(());
-        }
-        if store
-            .compare_and_put(keys::SLOT_MAP, &map, cur.revision)
-            .await?
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(crate::error::Error::Unavailable(
-        "the slot map kept changing; the agent will report again".into(),
-    ))
+    edit_map(store, |map| map.abandoned.remove(agent_id).is_some()).await?;
+    Ok(())
 }
 
 /// When the planner must look again: the earliest wait for a dead agent.
@@ -213,12 +196,9 @@ pub async fn complete_handoff(
     slots: &[u32],
     from: &str,
 ) -> Result<()> {
-    for _ in 0..50 {
-        let Some(cur) = store.get::<SlotMap>(keys::SLOT_MAP).await? else {
-            return Ok(());
-        };
-        let mut map = cur.value;
-        let mut changed = 0;
+    let mut changed = 0;
+    let written = edit_map(store, |map| {
+        changed = 0;
         for slot in slots {
             // A slot that moved on is the new plan's business.
             if map.owner(*slot).is_none_or(|a| a.id != agent_id) {
@@ -234,15 +214,32 @@ pub async fn complete_handoff(
                 map.handoffs.remove(slot);
             }
         }
-        if changed == 0 {
-            return Ok(());
+        changed > 0
+    })
+    .await?;
+    if written {
+        tracing::info!(slots = changed, from, to = agent_id, "handoffs complete");
+    }
+    Ok(())
+}
+
+/// Applies `edit` to the stored slot map and writes it back by
+/// compare-and-put, reading again when another writer got there first.
+/// `edit` says whether it changed anything; true if a change was written.
+async fn edit_map(store: &Store, mut edit: impl FnMut(&mut SlotMap) -> bool) -> Result<bool> {
+    for _ in 0..50 {
+        let Some(cur) = store.get::<SlotMap>(keys::SLOT_MAP).await? else {
+            return Ok(false);
+        };
+        let mut map = cur.value;
+        if !edit(&mut map) {
+            return Ok(false);
         }
         if store
             .compare_and_put(keys::SLOT_MAP, &map, cur.revision)
             .await?
         {
-            tracing::info!(slots = changed, from, to = agent_id, "handoffs complete");
-            return Ok(());
+            return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -4,7 +4,6 @@
 use herald_proto::v1 as pb;
 use herald_proto::v1::cluster_service_server::ClusterService;
 use herald_shared::model::AgentRecord;
-use tokio::task::JoinSet;
 use tonic::{Request, Response, Status};
 
 use super::Api;
@@ -15,21 +14,21 @@ use crate::validate;
 impl Api {
     /// Each live agent's queue depth, as it answers (None if it does not).
     async fn queue_depths(&self, agents: &[AgentRecord]) -> Vec<Option<u64>> {
-        let mut calls = JoinSet::new();
-        for (i, a) in agents.iter().enumerate() {
-            let Ok(mut client) = self.inner.clients.query(&a.ingest_addr) else {
-                continue;
-            };
-            calls.spawn(async move {
-                let r = client.get_agent_status(pb::AgentStatusRequest {}).await;
-                (i, r.ok().map(|s| s.into_inner().queue_depth))
-            });
-        }
-        let mut out = vec![None; agents.len()];
-        while let Some(Ok((i, depth))) = calls.join_next().await {
-            out[i] = depth;
-        }
-        out
+        let answers = self
+            .inner
+            .log
+            .ask_all(|mut c| async move { c.get_agent_status(pb::AgentStatusRequest {}).await })
+            .await
+            .unwrap_or_default();
+        agents
+            .iter()
+            .map(|a| {
+                answers
+                    .iter()
+                    .find(|(addr, _)| *addr == a.ingest_addr)
+                    .and_then(|(_, r)| r.as_ref().ok().map(|s| s.queue_depth))
+            })
+            .collect()
     }
 }
 

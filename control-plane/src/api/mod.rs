@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent_clients::AgentClients;
 use crate::config::Config;
 use crate::delivery_log::DeliveryLog;
 use crate::error::{Error, Result};
@@ -29,8 +28,6 @@ pub struct Parts {
     pub router: Router,
     /// Delivery log reader.
     pub log: DeliveryLog,
-    /// Channels to agents.
-    pub clients: Arc<AgentClients>,
     /// This replica's id (as in the leader key).
     pub replica_id: String,
     /// Flags.
@@ -40,41 +37,14 @@ pub struct Parts {
 /// Implements every public service and the agent stream.
 #[derive(Clone)]
 pub struct Api {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Store,
-    view: ViewHandle,
-    router: Router,
-    log: DeliveryLog,
-    clients: Arc<AgentClients>,
-    replica_id: String,
-    config: Config,
+    inner: Arc<Parts>,
 }
 
 impl Api {
     /// Wires the handlers to their dependencies.
     pub fn new(parts: Parts) -> Self {
-        let Parts {
-            store,
-            view,
-            router,
-            log,
-            clients,
-            replica_id,
-            config,
-        } = parts;
         Api {
-            inner: Arc::new(Inner {
-                store,
-                view,
-                router,
-                log,
-                clients,
-                replica_id,
-                config,
-            }),
+            inner: Arc::new(parts),
         }
     }
 
