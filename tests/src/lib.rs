@@ -4,5 +4,6 @@
 
 pub mod cluster;
 pub mod log;
+pub mod ordering;
 pub mod process;
 pub mod receiver;

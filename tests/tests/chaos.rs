@@ -6,13 +6,13 @@
 //!
 //! `HERALD_CHAOS_EVENTS` changes the number of events (default 20,000).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_proto::v1 as pb;
 use herald_tests::cluster::{Agent, Clients, ControlPlane, Etcd};
+use herald_tests::ordering;
 use herald_tests::receiver::Receiver;
 
 const ENDPOINTS: u64 = 200;
@@ -171,44 +171,8 @@ async fn every_event_arrives_in_order_through_joins_drains_crashes_and_failover(
     );
 
     // Every event arrives, in order per endpoint.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let per_endpoint = loop {
-        let mut got: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for r in receiver.received().iter().filter(|r| r.accepted()) {
-            got.entry(r.uri.path().to_string())
-                .or_default()
-                .push(r.json()["data"]["seq"].as_u64().unwrap_or(u64::MAX));
-        }
-        let missing: u64 = (0..ENDPOINTS)
-            .map(|i| {
-                let seqs = got.get(&format!("/ep{i}"));
-                (0..per_ep)
-                    .filter(|s| !seqs.is_some_and(|v| v.contains(s)))
-                    .count() as u64
-            })
-            .sum();
-        if missing == 0 {
-            break got;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{missing} of {total} events never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let mut duplicates = 0;
-    for (path, seqs) in &per_endpoint {
-        let mut last: Option<u64> = None;
-        for s in seqs {
-            match last {
-                // The event just delivered, again: at least once.
-                Some(l) if *s == l => duplicates += 1,
-                Some(l) => assert!(*s > l, "{path}: {s} after {l}: out of order"),
-                None => assert_eq!(*s, 0, "{path} starts at 0"),
-            }
-            last = Some(*s);
-        }
-    }
+    ordering::wait_all(&receiver, ENDPOINTS, per_ep, Duration::from_secs(120)).await?;
+    let duplicates = ordering::assert_in_order(&ordering::seqs_by_path(&receiver.received()));
     eprintln!(
         "chaos: all {total} events delivered in order to {ENDPOINTS} endpoints in {:?}; {duplicates} duplicates",
         started.elapsed()

@@ -3,14 +3,14 @@
 //! all along; the receiver checks that each endpoint gets every event, in
 //! order, and the test reports duplicates.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_proto::v1 as pb;
 use herald_tests::cluster::{Agent, Clients, Cluster};
-use herald_tests::receiver::{Received, Receiver};
+use herald_tests::ordering::{self, seqs_by_path as per_endpoint};
+use herald_tests::receiver::Receiver;
 use serde_json::json;
 
 /// Ordered endpoints, each subscribed to its own event type.
@@ -79,57 +79,24 @@ async fn wait_published(done: &AtomicU64, n: u64) {
     }
 }
 
-/// Sequence numbers each endpoint accepted (answered 2xx), in arrival order.
-fn per_endpoint(received: &[Received]) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in received.iter().filter(|r| r.accepted()) {
-        let seq = r.json()["data"]["seq"].as_u64().unwrap_or(u64::MAX);
-        out.entry(r.uri.path().to_string()).or_default().push(seq);
-    }
-    out
+/// Every succeeded delivery of tenant `acme`.
+async fn succeeded(api: &mut Clients) -> anyhow::Result<Vec<pb::DeliverySummary>> {
+    let filter = pb::ListDeliveriesRequest {
+        tenant_id: "acme".into(),
+        statuses: vec![pb::DeliveryStatus::Succeeded as i32],
+        ..Default::default()
+    };
+    Ok(api.list_all(filter, 500).await?.0)
 }
 
-/// Waits until every endpoint received sequences 0..per_endpoint; then
-/// checks order and returns the number of duplicates.
+/// Waits until every endpoint received sequences 0..per_ep, lets late
+/// duplicates arrive, then checks order; returns the number of duplicates.
 async fn check_all_in_order(receiver: &Receiver, per_ep: u64, timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = per_endpoint(&receiver.received());
-        let complete = got.len() as u64 == ENDPOINTS
-            && got
-                .values()
-                .all(|seqs| (0..per_ep).all(|s| seqs.contains(&s)));
-        if complete {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let missing: Vec<_> = (0..ENDPOINTS)
-                .map(|i| {
-                    let seqs = got.get(&format!("/ep{i}")).cloned().unwrap_or_default();
-                    (i, (0..per_ep).filter(|s| !seqs.contains(s)).count())
-                })
-                .filter(|(_, m)| *m > 0)
-                .collect();
-            panic!("not every event arrived in time; missing per endpoint: {missing:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ordering::wait_all(receiver, ENDPOINTS, per_ep, timeout)
+        .await
+        .expect("every event arrives");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut dups = 0;
-    for (path, seqs) in per_endpoint(&receiver.received()) {
-        // A repeat of the event just delivered is a duplicate (at least
-        // once); anything else going backwards breaks the order.
-        let mut last: Option<u64> = None;
-        for s in &seqs {
-            match last {
-                Some(l) if *s == l => dups += 1,
-                Some(l) => assert!(*s > l, "{path} got {s} after {l}: {seqs:?}"),
-                None => assert_eq!(*s, 0, "{path} starts at 0: {seqs:?}"),
-            }
-            last = Some(*s);
-        }
-    }
-    dups
+    ordering::assert_in_order(&per_endpoint(&receiver.received()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -198,18 +165,7 @@ async fn an_agent_killed_and_restarted_keeps_every_endpoint_in_order() -> anyhow
     let dups = check_all_in_order(&receiver, 2 * per_ep, Duration::from_secs(60)).await;
     eprintln!("across a kill -9 and restart: all delivered in order, {dups} duplicates");
     // Nothing waited past --dead-agent-wait-secs, so nothing is marked late.
-    let all = c
-        .api
-        .list_all(
-            pb::ListDeliveriesRequest {
-                tenant_id: "acme".into(),
-                statuses: vec![pb::DeliveryStatus::Succeeded as i32],
-                ..Default::default()
-            },
-            500,
-        )
-        .await?
-        .0;
+    let all = succeeded(&mut c.api).await?;
     assert!(all.len() as u64 >= 2 * per_ep * ENDPOINTS);
     assert_eq!(all.iter().filter(|d| d.late_backlog).count(), 0);
     c.agent.kill9();
@@ -318,34 +274,9 @@ async fn leftovers_of_an_agent_back_too_late_are_delivered_and_marked() -> anyho
     receiver.set_status(200);
     tokio::time::sleep(Duration::from_secs(2)).await;
     second.restart()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = per_endpoint(&receiver.received());
-        if got.len() as u64 == ENDPOINTS
-            && got
-                .values()
-                .all(|seqs| (0..2 * per_ep).all(|s| seqs.contains(&s)))
-        {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "not every event arrived: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ordering::wait_all(&receiver, ENDPOINTS, 2 * per_ep, Duration::from_secs(60)).await?;
     // Every event arrived; those that came after newer ones are marked.
-    let all = api
-        .list_all(
-            pb::ListDeliveriesRequest {
-                tenant_id: "acme".into(),
-                statuses: vec![pb::DeliveryStatus::Succeeded as i32],
-                ..Default::default()
-            },
-            500,
-        )
-        .await?
-        .0;
+    let all = succeeded(&mut api).await?;
     let late: Vec<_> = all.iter().filter(|d| d.late_backlog).collect();
     let got = per_endpoint(&receiver.received());
     let out_of_order: usize = got
