@@ -61,6 +61,14 @@ pub struct Config {
     /// Port 0 picks a free port, printed on stdout.
     #[arg(long, env = "HERALD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Deliver to plain-http URLs (development only; https otherwise).
+    #[arg(long, env = "HERALD_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Networks deliveries may reach although they are not public
+    /// (loopback, private, link-local, ...), comma-separated CIDRs such as
+    /// "10.20.0.0/16,127.0.0.1". Everything non-public is refused otherwise.
+    #[arg(long, env = "HERALD_ALLOW_CIDRS", value_delimiter = ',')]
+    pub allow_cidr: Vec<crate::egress::Cidr>,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use herald_shared::retry;
 use herald_shared::time::now_ms;
 
+use crate::auth::History;
 use crate::http::{self, Outcome};
 use crate::state::AgentState;
 use crate::store::{AttemptResult, Queued, Store};
@@ -57,6 +58,39 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// Per-endpoint state a worker's deliveries share: the request spacing
+/// (throttling) and the last outcomes (for JWT claims).
+#[derive(Default)]
+struct Pace {
+    /// Earliest start of the endpoint's next request.
+    next_start: Mutex<Option<tokio::time::Instant>>,
+    /// Loaded from the store on first use, then kept up to date.
+    history: Mutex<Option<History>>,
+}
+
+impl Pace {
+    /// Reserves the next request start allowed by `spacing`; the caller
+    /// waits until it. Reservations queue up, so concurrent deliveries of an
+    /// unordered endpoint share one rate.
+    fn reserve(&self, spacing: Duration) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let mut next = self.next_start.lock().unwrap_or_else(|p| p.into_inner());
+        let at = next.map_or(now, |n| n.max(now));
+        *next = Some(at + spacing);
+        at
+    }
+}
+
+/// Least time between the starts of two requests to `ep`: its chunk delay
+/// or its rate limit, whichever is longer.
+fn spacing(ep: &pb::DeliveryEndpoint) -> Duration {
+    let by_rate = match ep.rate_limit_per_sec {
+        0 => Duration::ZERO,
+        r => Duration::from_secs(1) / r,
+    };
+    by_rate.max(Duration::from_millis(u64::from(ep.chunk_delay_ms)))
+}
+
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -83,7 +117,7 @@ pub struct Dispatcher {
 struct Inner {
     store: Store,
     state: AgentState,
-    http: reqwest::Client,
+    http: http::Clients,
     permits: Semaphore,
     body_limit: usize,
     workers: Mutex<HashMap<String, Worker>>,
@@ -97,7 +131,7 @@ impl Dispatcher {
     pub fn new(
         store: Store,
         state: AgentState,
-        http: reqwest::Client,
+        http: http::Clients,
         config: DispatchConfig,
         outbox: mpsc::Sender<pb::AgentMessage>,
         cancel: CancellationToken,
@@ -204,11 +238,18 @@ impl Inner {
         let mut after = 0u64;
         // Unordered endpoints only: items in flight, each retried on its own.
         let mut in_flight: JoinSet<Option<Done>> = JoinSet::new();
+        let pace = Arc::new(Pace::default());
         loop {
+            // Read whole chunks' worth, so a backlog goes out in full chunks.
+            let chunk_size = self
+                .state
+                .endpoint(&endpoint_id)
+                .map_or(1, |e| e.chunk_size.clamp(1, 100) as usize);
+            let limit = chunk_size * BATCH.div_ceil(chunk_size);
             let batch = {
                 let store = self.store.clone();
                 let id = endpoint_id.clone();
-                tokio::task::spawn_blocking(move || store.pending(&id, after, BATCH)).await
+                tokio::task::spawn_blocking(move || store.pending(&id, after, limit)).await
             };
             let batch = match batch {
                 Ok(Ok(b)) => b,
@@ -231,18 +272,27 @@ impl Inner {
                 }
                 continue;
             }
-            for item in batch {
-                after = item.position;
+            let mut items = batch.into_iter().peekable();
+            while items.peek().is_some() {
                 let Some(ep) = self.wait_for_config(&endpoint_id).await else {
                     return;
                 };
+                let chunk: Vec<Queued> = items
+                    .by_ref()
+                    .take(ep.chunk_size.clamp(1, 100) as usize)
+                    .collect();
+                if let Some(last) = chunk.last() {
+                    after = last.position;
+                }
                 if ep.max_in_flight == 0 {
                     // Ordered: nothing else may be in flight (the endpoint
                     // may just have switched from unordered).
                     while let Some(joined) = in_flight.join_next().await {
                         self.settle(joined).await;
                     }
-                    let Some(done) = self.deliver_until_done(&endpoint_id, &item, &busy).await
+                    let Some(done) = self
+                        .deliver_until_done(&endpoint_id, &chunk, &busy, &pace)
+                        .await
                     else {
                         return; // cancelled
                     };
@@ -253,8 +303,15 @@ impl Inner {
                             self.settle(joined).await;
                         }
                     }
-                    let (me, id, busy) = (self.clone(), endpoint_id.clone(), busy.clone());
-                    in_flight.spawn(async move { me.deliver_until_done(&id, &item, &busy).await });
+                    let (me, id, busy, pace) = (
+                        self.clone(),
+                        endpoint_id.clone(),
+                        busy.clone(),
+                        pace.clone(),
+                    );
+                    in_flight.spawn(async move {
+                        me.deliver_until_done(&id, &chunk, &busy, &pace).await
+                    });
                 }
             }
         }
@@ -324,25 +381,45 @@ impl Inner {
         }
     }
 
-    /// Attempts one item until it succeeds or its endpoint's retry schedule
-    /// is exhausted (a final failure); None when cancelled. The retry state
-    /// is stored before each wait, so a restart continues the schedule. A
-    /// 410 Gone disables the endpoint and keeps the item at the head.
+    /// Attempts one chunk (one item unless the endpoint takes chunks) until
+    /// it succeeds or the endpoint's retry schedule is exhausted (a final
+    /// failure); None when cancelled. The chunk succeeds or fails as one,
+    /// on the schedule of its most-tried item. The retry state is stored
+    /// before each wait, so a restart continues the schedule. A 410 Gone
+    /// disables the endpoint and keeps the items at the head.
     async fn deliver_until_done(
         &self,
         endpoint_id: &str,
-        item: &Queued,
+        chunk: &[Queued],
         busy: &AtomicUsize,
+        pace: &Pace,
     ) -> Option<Done> {
-        let mut attempts = item.attempts;
-        let mut due_ms = item.next_attempt_at_ms;
-        let event = &item.delivery.event_id;
+        let head = chunk.first()?;
+        let mut attempts = chunk.iter().map(|q| q.attempts).max().unwrap_or(0);
+        let mut due_ms = chunk
+            .iter()
+            .map(|q| q.next_attempt_at_ms)
+            .max()
+            .unwrap_or(0);
+        let deliveries: Vec<&pb::Delivery> = chunk.iter().map(|q| &q.delivery).collect();
+        let event = &head.delivery.event_id;
+        let size = chunk.len() as u64;
+        let mut first_try = true;
         loop {
             let wait = due_ms.saturating_sub(now_ms());
             if wait > 0 && self.sleep(Duration::from_millis(wait as u64)).await {
                 return None;
             }
             let ep = self.wait_for_config(endpoint_id).await?;
+            let gap = spacing(&ep);
+            if !gap.is_zero() {
+                let at = pace.reserve(gap);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = self.cancel.cancelled() => return None,
+                }
+            }
+            let history = self.history(endpoint_id, &ep, pace).await;
             // Busy from here until the outcome is with the store. Entering
             // before the re-check means a handoff that took the slot away
             // either sees us busy and waits, or we see the slot gone.
@@ -353,15 +430,31 @@ impl Inner {
             let Ok(permit) = self.permits.acquire().await else {
                 return None;
             };
-            let attempted = http::attempt(&self.http, &ep, &item.delivery, self.body_limit).await;
+            let attempted =
+                http::attempt(&self.http, &ep, &deliveries, history, self.body_limit).await;
             drop(permit);
+            {
+                let mut h = pace.history.lock().unwrap_or_else(|p| p.into_inner());
+                let h = h.get_or_insert_with(History::default);
+                match attempted.outcome {
+                    Outcome::Delivered { .. } => {
+                        h.last_success_at_ms = Some(attempted.record.started_at_ms)
+                    }
+                    Outcome::Failed { .. } => {
+                        h.last_failure_at_ms = Some(attempted.record.started_at_ms)
+                    }
+                }
+            }
             let m = crate::metrics::get();
             m.attempt_seconds
                 .observe(f64::from(attempted.record.duration_ms) / 1000.0);
-            if attempts == 0 {
-                let waited = attempted.record.started_at_ms - item.delivery.published_at_ms;
-                m.first_attempt_seconds
-                    .observe(waited.max(0) as f64 / 1000.0);
+            if first_try {
+                for q in chunk.iter().filter(|q| q.attempts == 0) {
+                    let waited = attempted.record.started_at_ms - q.delivery.published_at_ms;
+                    m.first_attempt_seconds
+                        .observe(waited.max(0) as f64 / 1000.0);
+                }
+                first_try = false;
             }
             match attempted.outcome {
                 Outcome::Delivered { .. } => m.attempts_ok.inc(),
@@ -370,11 +463,13 @@ impl Inner {
             attempts += 1;
             let (status, error, retry_after) = match attempted.outcome {
                 Outcome::Delivered { status } => {
-                    tracing::debug!(endpoint = endpoint_id, %event, status, attempt = attempts, "delivered");
-                    self.store
-                        .record_success(endpoint_id, item.seq, attempted.record)
-                        .await;
-                    m.delivered.inc();
+                    tracing::debug!(endpoint = endpoint_id, %event, events = size, status, attempt = attempts, "delivered");
+                    for q in chunk {
+                        self.store
+                            .record_success(endpoint_id, q.seq, attempted.record.clone())
+                            .await;
+                    }
+                    m.delivered.add(size);
                     return Some(Done::Delivered);
                 }
                 Outcome::Failed {
@@ -392,32 +487,34 @@ impl Inner {
                 match retry::next_delay(&schedule, attempts, retry_after, rand::random()) {
                     Some(delay) => {
                         due_ms = now_ms() + delay.as_millis() as i64;
-                        tracing::info!(endpoint = endpoint_id, %event, ?status, %error, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "attempt failed");
+                        tracing::info!(endpoint = endpoint_id, %event, events = size, ?status, %error, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "attempt failed");
                         AttemptResult::Retry { next_at_ms: due_ms }
                     }
                     None => {
-                        tracing::warn!(endpoint = endpoint_id, %event, ?status, %error, attempts, "delivery failed for good; moving on");
+                        tracing::warn!(endpoint = endpoint_id, %event, events = size, ?status, %error, attempts, "delivery failed for good; moving on");
                         AttemptResult::FailedForGood
                     }
                 }
             };
             // Stored before the wait, so a restart continues the schedule.
-            let in_a_row = match self
-                .store
-                .record_failure(endpoint_id, item.seq, attempted.record, result)
-                .await
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    // Not fatal: after a restart the schedule would resume one step early.
-                    tracing::error!(endpoint = endpoint_id, %event, error = %e, "cannot store the attempt");
-                    0
+            let mut in_a_row = 0;
+            for q in chunk {
+                match self
+                    .store
+                    .record_failure(endpoint_id, q.seq, attempted.record.clone(), result)
+                    .await
+                {
+                    Ok(n) => in_a_row = n,
+                    Err(e) => {
+                        // Not fatal: after a restart the schedule would resume one step early.
+                        tracing::error!(endpoint = endpoint_id, event = %q.delivery.event_id, error = %e, "cannot store the attempt");
+                    }
                 }
-            };
+            }
             drop(busy_guard);
             match result {
                 AttemptResult::FailedForGood => {
-                    m.failed.inc();
+                    m.failed.add(size);
                     return Some(Done::FailedForGood {
                         ep,
                         error,
@@ -431,6 +528,37 @@ impl Inner {
                 _ => {}
             }
         }
+    }
+
+    /// The endpoint's last outcomes, for JWT claims; read from the store
+    /// once per worker, and only for endpoints that send a JWT.
+    async fn history(&self, endpoint_id: &str, ep: &pb::DeliveryEndpoint, pace: &Pace) -> History {
+        let jwt = matches!(
+            ep.auth.as_ref().and_then(|a| a.kind.as_ref()),
+            Some(pb::receiver_auth::Kind::Jwt(_))
+        );
+        if !jwt {
+            return History::default();
+        }
+        if let Some(h) = *pace.history.lock().unwrap_or_else(|p| p.into_inner()) {
+            return h;
+        }
+        let store = self.store.clone();
+        let id = endpoint_id.to_string();
+        let stats = tokio::task::spawn_blocking(move || store.stats(&id)).await;
+        let at = |a: Option<pb::AttemptSummary>| a.map(|a| a.at_ms).filter(|t| *t > 0);
+        let loaded = match stats {
+            Ok(Ok(s)) => History {
+                last_success_at_ms: at(s.last_success),
+                last_failure_at_ms: at(s.last_failure),
+            },
+            _ => History::default(),
+        };
+        *pace
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(loaded)
     }
 
     /// The endpoint's config once it is known, enabled, and its slot is
@@ -474,7 +602,7 @@ mod tests {
             AgentState::new(),
             {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                http::client().unwrap()
+                http::Clients::new(crate::egress::Guard::default()).unwrap()
             },
             DispatchConfig {
                 max_concurrency: 1,

@@ -1,12 +1,16 @@
 //! One delivery attempt over HTTP: render the envelope, sign it, send it,
 //! classify the answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1 as pb;
 use herald_shared::envelope::{ActorRef, Envelope, ResourceRef, rfc3339_ms};
 use herald_shared::signing;
 use serde_json::value::RawValue;
+
+use crate::auth::History;
+use crate::egress::{Guard, GuardedResolver};
 
 /// Most response body bytes read (the rest is dropped with the connection).
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
@@ -41,21 +45,95 @@ pub struct Attempted {
     pub record: pb::Attempt,
 }
 
-/// Builds the shared HTTP client: pooled keep-alive connections, no
-/// redirects (a redirect could point anywhere), bounded connect time.
-pub fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
-        .tcp_nodelay(true)
-        .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The agent's HTTP clients: pooled keep-alive connections, no redirects
+/// (a redirect could point anywhere, the guard's checks included), no
+/// proxy from the environment, bounded connect time, and every name
+/// resolved through the egress guard. Cheap to clone.
+#[derive(Clone)]
+pub struct Clients {
+    strict: reqwest::Client,
+    /// For endpoints with `insecure_tls`: certificates are not verified.
+    insecure: reqwest::Client,
+    guard: Arc<Guard>,
 }
 
-/// The request body for one delivery to `ep`.
-pub fn body(ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Vec<u8> {
+impl Clients {
+    /// Clients that deliver only where `guard` allows.
+    pub fn new(guard: Guard) -> reqwest::Result<Self> {
+        let guard = Arc::new(guard);
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+                .danger_accept_invalid_certs(insecure)
+                .connect_timeout(Duration::from_secs(5))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        Ok(Clients {
+            strict: build(false)?,
+            insecure: build(true)?,
+            guard,
+        })
+    }
+
+    fn for_endpoint(&self, ep: &pb::DeliveryEndpoint) -> &reqwest::Client {
+        if ep.insecure_tls {
+            &self.insecure
+        } else {
+            &self.strict
+        }
+    }
+}
+
+/// The request body for `chunk`: one envelope, or (when the endpoint takes
+/// chunks) a JSON array of envelopes in queue order; empty for GET.
+pub fn body(ep: &pb::DeliveryEndpoint, chunk: &[&pb::Delivery]) -> Vec<u8> {
+    if ep.use_get {
+        return Vec::new();
+    }
+    if ep.chunk_size <= 1
+        && let [d] = chunk
+    {
+        return envelope(ep, d);
+    }
+    let mut out = Vec::with_capacity(chunk.iter().map(|d| d.payload_json.len() + 256).sum());
+    out.push(b'[');
+    for (i, d) in chunk.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&envelope(ep, d));
+    }
+    out.push(b']');
+    out
+}
+
+/// The `webhook-id` of a request: the event id, or for a request carrying
+/// several events an id derived from theirs (the same events, the same id).
+pub fn message_id(chunk: &[&pb::Delivery]) -> String {
+    match chunk {
+        [d] => d.event_id.clone(),
+        _ => {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            for d in chunk {
+                h.update(d.event_id.as_bytes());
+                h.update(b"\n");
+            }
+            let digest = h.finalize();
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            format!("chunk_{hex}")
+        }
+    }
+}
+
+/// One event's envelope.
+fn envelope(ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Vec<u8> {
     let data = RawValue::from_string(d.payload_json.clone()).unwrap_or_else(|e| {
         // The control plane validated it; a bad one here is a bug, not a reason to stall.
         tracing::error!(event = %d.event_id, error = %e, "stored payload is not JSON; sending null");
@@ -84,12 +162,14 @@ pub fn body(ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Vec<u8> {
     .to_bytes()
 }
 
-/// Sends one attempt, classifies the result and records what was sent and
-/// received; at most `body_limit` bytes of the response body are kept.
+/// Sends one attempt carrying `chunk` (one event unless the endpoint takes
+/// chunks), classifies the result and records what was sent and received;
+/// at most `body_limit` bytes of the response body are kept.
 pub async fn attempt(
-    client: &reqwest::Client,
+    clients: &Clients,
     ep: &pb::DeliveryEndpoint,
-    d: &pb::Delivery,
+    chunk: &[&pb::Delivery],
+    history: History,
     body_limit: usize,
 ) -> Attempted {
     let started_at_ms = herald_shared::time::now_ms();
@@ -113,10 +193,14 @@ pub async fn attempt(
             record,
         }
     };
-    let request = match build_request(client, ep, d, started_at_ms / 1000) {
+    let client = clients.for_endpoint(ep);
+    let request = match build_request(client, ep, chunk, history, started_at_ms) {
         Ok(r) => r,
         Err(e) => return failed(record, pb::ErrorKind::Other, e),
     };
+    if let Err(blocked) = clients.guard.check_url(request.url()) {
+        return failed(record, pb::ErrorKind::Blocked, blocked.0);
+    }
     record.request_headers = request
         .headers()
         .iter()
@@ -184,31 +268,58 @@ pub async fn attempt(
     Attempted { outcome, record }
 }
 
-/// The signed request for one attempt.
+/// The signed, authenticated request for one attempt made at `now_ms`.
 fn build_request(
     client: &reqwest::Client,
     ep: &pb::DeliveryEndpoint,
-    d: &pb::Delivery,
-    timestamp: i64,
+    chunk: &[&pb::Delivery],
+    history: History,
+    now_ms: i64,
 ) -> Result<reqwest::Request, String> {
-    let body = if ep.use_get { Vec::new() } else { body(ep, d) };
-    let signature = signing::signature_header(&ep.signing_secrets, &d.event_id, timestamp, &body)
-        .map_err(|e| format!("signing: {e}"))?;
+    let timestamp = now_ms / 1000;
+    let body = body(ep, chunk);
+    let msg_id = message_id(chunk);
+    // The current secret, then the previous ones still inside their overlap.
+    let secrets: Vec<String> = ep
+        .signing_secrets
+        .iter()
+        .cloned()
+        .chain(
+            ep.previous_signing_secrets
+                .iter()
+                .filter(|p| p.expires_at_ms > now_ms)
+                .map(|p| p.secret.clone()),
+        )
+        .collect();
     let mut req = if ep.use_get {
         client.get(&ep.url)
     } else {
         client
             .post(&ep.url)
             .header("content-type", "application/json")
-            .body(body)
     };
     for (k, v) in &ep.headers {
         req = req.header(k, v);
     }
-    req.header("webhook-id", &d.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .timeout(Duration::from_millis(u64::from(ep.timeout_ms.max(100))))
+    if !ep.omit_standard_signature {
+        let signature = signing::signature_header(&secrets, &msg_id, timestamp, &body)
+            .map_err(|e| format!("signing: {e}"))?;
+        req = req
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature);
+    }
+    if let Some(b) = &ep.body_signature {
+        let base64 = b.encoding == pb::SignatureEncoding::Base64 as i32;
+        req = req.header(&b.header, signing::body_signature(&secrets, &body, base64));
+    }
+    if let Some(value) = crate::auth::header(ep, chunk, history, now_ms)? {
+        req = req.header(reqwest::header::AUTHORIZATION, value);
+    }
+    if !ep.use_get {
+        req = req.body(body);
+    }
+    req.timeout(Duration::from_millis(u64::from(ep.timeout_ms.max(100))))
         .build()
         // reqwest's text would hold the URL; say only what kind of problem it was.
         .map_err(|e| format!("cannot build the request: {}", classify(&e).1))
@@ -266,7 +377,9 @@ fn classify(e: &reqwest::Error) -> (pb::ErrorKind, String) {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    let kind = if e.is_timeout() {
+    let kind = if crate::egress::is_blocked(e) {
+        pb::ErrorKind::Blocked
+    } else if e.is_timeout() {
         pb::ErrorKind::Timeout
     } else if tls {
         pb::ErrorKind::Tls
@@ -282,6 +395,7 @@ fn classify(e: &reqwest::Error) -> (pb::ErrorKind, String) {
         pb::ErrorKind::Tls => "tls",
         pb::ErrorKind::Dns => "dns",
         pb::ErrorKind::Connect => "connect",
+        pb::ErrorKind::Blocked => "blocked",
         _ => "request",
     };
     if text.is_empty() {

@@ -1,9 +1,11 @@
 //! Herald's delivery agent: durable per-endpoint queues and signed HTTP
 //! delivery for the slots it owns.
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod dispatcher;
+pub mod egress;
 pub mod error;
 pub mod handoff;
 pub mod health;

@@ -40,7 +40,10 @@ pub async fn run(
     let dispatcher = Dispatcher::new(
         store.clone(),
         state.clone(),
-        crate::http::client()?,
+        crate::http::Clients::new(crate::egress::Guard {
+            allow: config.allow_cidr.clone(),
+            allow_http: config.allow_http,
+        })?,
         DispatchConfig {
             max_concurrency: config.max_concurrency,
             response_body_limit: config.response_body_limit,

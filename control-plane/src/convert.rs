@@ -2,7 +2,7 @@
 //! only copied into the agent-facing message, never into API replies.
 
 use herald_proto::v1 as pb;
-use herald_shared::model::{EndpointRecord, EventTypeRecord, Method, TenantRecord};
+use herald_shared::model::{AuthRecord, EndpointRecord, EventTypeRecord, Method, TenantRecord};
 
 use crate::view::EndpointEntry;
 
@@ -80,7 +80,22 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
                 .collect(),
             on_field_change: rec.on_field_change.clone(),
             load_only: rec.load_only.clone(),
+            omit_standard_signature: rec.omit_standard_signature,
+            body_signature: body_signature(rec),
+            // Secrets are write-only: the reply says which kind, not the value.
+            auth: auth(rec, false),
+            chunk_size: rec.chunk_size.max(1),
+            chunk_delay_ms: rec.chunk_delay_ms,
+            rate_limit_per_sec: rec.rate_limit_per_sec,
+            insecure_tls: rec.insecure_tls,
         }),
+        previous_secret_expires_at_ms: rec
+            .previous_secrets
+            .iter()
+            .map(|p| p.expires_at_ms)
+            .filter(|t| *t > herald_shared::time::now_ms())
+            .max()
+            .unwrap_or(0),
         disabled_reason: rec.disabled_reason.clone(),
         disabled_at_ms: rec.disabled_at_ms,
         created_at_ms: rec.created_at_ms,
@@ -108,7 +123,55 @@ pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
         retry_delays_ms: delays_u32(&r.retry_schedule()),
         disable_after_failures: r.disable_after_failures,
         max_in_flight: r.max_in_flight,
+        previous_signing_secrets: r
+            .previous_secrets
+            .iter()
+            .map(|p| pb::ExpiringSecret {
+                secret: p.secret.clone(),
+                expires_at_ms: p.expires_at_ms,
+            })
+            .collect(),
+        omit_standard_signature: r.omit_standard_signature,
+        body_signature: body_signature(r),
+        auth: auth(r, true),
+        chunk_size: r.chunk_size.max(1),
+        chunk_delay_ms: r.chunk_delay_ms,
+        rate_limit_per_sec: r.rate_limit_per_sec,
+        insecure_tls: r.insecure_tls,
     }
+}
+
+fn body_signature(r: &EndpointRecord) -> Option<pb::BodySignature> {
+    r.body_signature.as_ref().map(|b| pb::BodySignature {
+        header: b.header.clone(),
+        encoding: if b.base64 {
+            pb::SignatureEncoding::Base64
+        } else {
+            pb::SignatureEncoding::Hex
+        } as i32,
+    })
+}
+
+/// The endpoint's receiver auth; its secret only `with_secret`.
+fn auth(r: &EndpointRecord, with_secret: bool) -> Option<pb::ReceiverAuth> {
+    let keep = |s: &String| {
+        if with_secret {
+            s.clone()
+        } else {
+            String::new()
+        }
+    };
+    let kind = match r.auth.as_ref()? {
+        AuthRecord::Basic { username, password } => pb::receiver_auth::Kind::Basic(pb::BasicAuth {
+            username: username.clone(),
+            password: keep(password),
+        }),
+        AuthRecord::Jwt { secret, ttl_secs } => pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
+            secret: keep(secret),
+            ttl_secs: *ttl_secs,
+        }),
+    };
+    Some(pb::ReceiverAuth { kind: Some(kind) })
 }
 
 /// Validated delays fit in u32 (at most a day in ms).

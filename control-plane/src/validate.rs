@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use herald_proto::v1 as pb;
 use herald_shared::ids::validate_name;
-use herald_shared::model::{EndpointRecord, EventTypeRecord, Method};
+use herald_shared::model::{
+    AuthRecord, BodySignatureRecord, EndpointRecord, EventTypeRecord, Method,
+};
 use herald_shared::{pattern, retry};
 
 use crate::error::{Error, Result};
@@ -20,6 +22,16 @@ pub const MAX_IN_FLIGHT: u32 = 100;
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
 /// Longest per-attempt timeout an endpoint may ask for.
 pub const MAX_TIMEOUT_MS: u32 = 60_000;
+/// Most events in one request.
+pub const MAX_CHUNK_SIZE: u32 = 100;
+/// Longest spacing between two requests to one endpoint.
+pub const MAX_CHUNK_DELAY_MS: u32 = 3_600_000;
+/// Highest per-endpoint request rate an endpoint may set.
+pub const MAX_RATE_PER_SEC: u32 = 10_000;
+/// Default lifetime of a receiver JWT.
+pub const DEFAULT_JWT_TTL_SECS: u32 = 300;
+/// Shortest JWT secret, in bytes.
+pub const MIN_JWT_SECRET: usize = 32;
 /// Longest free-text field (names, descriptions).
 pub const MAX_TEXT: usize = 1024;
 /// Largest custom data, schema or example JSON.
@@ -243,6 +255,103 @@ pub fn endpoint_spec(
             value_json: f.value_json.clone(),
         });
     }
+    let body_signature = match spec.body_signature {
+        None => None,
+        Some(b) => {
+            let header = b.header.to_ascii_lowercase();
+            let field = "spec.body_signature.header";
+            if header.is_empty() || !header.bytes().all(is_token_byte) {
+                return Err(Error::invalid(field, "is not a valid HTTP header name"));
+            }
+            if RESERVED_HEADERS.contains(&header.as_str()) || headers.contains_key(&header) {
+                return Err(Error::invalid(
+                    field,
+                    "names a header Herald or spec.headers already sets",
+                ));
+            }
+            let base64 = match pb::SignatureEncoding::try_from(b.encoding) {
+                Ok(pb::SignatureEncoding::Unspecified | pb::SignatureEncoding::Hex) => false,
+                Ok(pb::SignatureEncoding::Base64) => true,
+                Err(_) => {
+                    return Err(Error::invalid(
+                        "spec.body_signature.encoding",
+                        format!("unknown encoding {} (HEX or BASE64)", b.encoding),
+                    ));
+                }
+            };
+            Some(BodySignatureRecord { header, base64 })
+        }
+    };
+    let auth = match spec.auth.and_then(|a| a.kind) {
+        None => None,
+        Some(pb::receiver_auth::Kind::Basic(b)) => {
+            if b.username.is_empty() || b.username.len() > 256 || b.username.contains(':') {
+                return Err(Error::invalid(
+                    "spec.auth.basic.username",
+                    "must be 1 to 256 bytes without ':'",
+                ));
+            }
+            if b.password.len() > 256 || b.password.bytes().any(|c| c.is_ascii_control()) {
+                return Err(Error::invalid(
+                    "spec.auth.basic.password",
+                    "must be at most 256 bytes without control characters",
+                ));
+            }
+            Some(AuthRecord::Basic {
+                username: b.username,
+                password: b.password,
+            })
+        }
+        Some(pb::receiver_auth::Kind::Jwt(j)) => {
+            // Empty: generated on create, kept on update.
+            jwt_secret("spec.auth.jwt.secret", &j.secret, true)?;
+            let ttl_secs = match j.ttl_secs {
+                0 => DEFAULT_JWT_TTL_SECS,
+                t if t <= 86_400 => t,
+                t => {
+                    return Err(Error::invalid(
+                        "spec.auth.jwt.ttl_secs",
+                        format!("{t} is over 86400 (0 means {DEFAULT_JWT_TTL_SECS})"),
+                    ));
+                }
+            };
+            Some(AuthRecord::Jwt {
+                secret: j.secret,
+                ttl_secs,
+            })
+        }
+    };
+    let chunk_size = match spec.chunk_size {
+        0 => 1,
+        n if n <= MAX_CHUNK_SIZE => n,
+        n => {
+            return Err(Error::invalid(
+                "spec.chunk_size",
+                format!("{n} is outside 1..={MAX_CHUNK_SIZE} (0 means 1)"),
+            ));
+        }
+    };
+    if chunk_size > 1 && method == Method::Get {
+        return Err(Error::invalid(
+            "spec.chunk_size",
+            "above 1 needs POST: a GET request carries no body",
+        ));
+    }
+    if spec.chunk_delay_ms > MAX_CHUNK_DELAY_MS {
+        return Err(Error::invalid(
+            "spec.chunk_delay_ms",
+            format!(
+                "{} is over {MAX_CHUNK_DELAY_MS} (an hour)",
+                spec.chunk_delay_ms
+            ),
+        ));
+    }
+    if spec.rate_limit_per_sec > MAX_RATE_PER_SEC {
+        return Err(Error::invalid(
+            "spec.rate_limit_per_sec",
+            format!("{} is over {MAX_RATE_PER_SEC}", spec.rate_limit_per_sec),
+        ));
+    }
     // Parse the rules as the publish path will, so a bad one fails here.
     let probe = EndpointRecord {
         filters: filters.clone(),
@@ -254,6 +363,13 @@ pub fn endpoint_spec(
         .map_err(|(field, e)| Error::invalid(format!("spec.{field}"), e.to_string()))?;
     Ok(EndpointRecord {
         name: spec.name,
+        omit_standard_signature: spec.omit_standard_signature,
+        body_signature,
+        auth,
+        chunk_size,
+        chunk_delay_ms: spec.chunk_delay_ms,
+        rate_limit_per_sec: spec.rate_limit_per_sec,
+        insecure_tls: spec.insecure_tls,
         max_in_flight,
         disable_after_failures,
         queue_while_disabled: spec.queue_while_disabled,
@@ -273,6 +389,37 @@ pub fn endpoint_spec(
         labels: spec.labels.into_iter().collect(),
         ..EndpointRecord::default()
     })
+}
+
+/// A JWT secret: at least 32 bytes (HS256 wants a key as long as its
+/// hash), printable. Empty passes when `empty_ok`.
+pub fn jwt_secret(field: &str, value: &str, empty_ok: bool) -> Result<()> {
+    if value.is_empty() && empty_ok {
+        return Ok(());
+    }
+    if value.len() < MIN_JWT_SECRET || value.len() > 512 {
+        return Err(Error::invalid(
+            field,
+            format!("must be {MIN_JWT_SECRET} to 512 bytes (HS256 needs a 256-bit key)"),
+        ));
+    }
+    if value.bytes().any(|c| c.is_ascii_control()) {
+        return Err(Error::invalid(field, "must not hold control characters"));
+    }
+    Ok(())
+}
+
+/// A caller-chosen Standard Webhooks secret: `whsec_` + base64 of 24 to 64
+/// bytes.
+pub fn signing_secret(field: &str, value: &str) -> Result<()> {
+    match herald_shared::signing::key_len(value) {
+        Some(n) if (24..=64).contains(&n) => Ok(()),
+        Some(n) => Err(Error::invalid(
+            field,
+            format!("holds {n} key bytes; 24 to 64 are needed"),
+        )),
+        None => Err(Error::invalid(field, "must be 'whsec_' followed by base64")),
+    }
 }
 
 fn is_token_byte(b: u8) -> bool {

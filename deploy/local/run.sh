@@ -57,7 +57,8 @@ cp_addr=$(wait_line "$work/cp.log" "herald-control-plane listening on ")
 export HERALD_SERVER="http://$cp_addr"
 echo "control plane   $HERALD_SERVER   (log: $work/cp.log)"
 
-"$bin/herald-agent" --listen 127.0.0.1:0 --data-dir "$work/agent" --control-plane "$HERALD_SERVER" >"$work/agent.log" 2>&1 &
+"$bin/herald-agent" --listen 127.0.0.1:0 --data-dir "$work/agent" --control-plane "$HERALD_SERVER" \
+  --allow-http --allow-cidr 127.0.0.0/8 >"$work/agent.log" 2>&1 &
 pids+=($!)
 agent_addr=$(wait_line "$work/agent.log" "herald-agent listening on ")
 echo "agent           $agent_addr   (log: $work/agent.log)"

@@ -100,13 +100,83 @@ pub struct EndpointRecord {
     pub disabled_at_ms: i64,
     /// Standard Webhooks secrets, newest first. Never listed by the API.
     pub signing_secrets: Vec<String>,
+    /// Earlier signing secrets that keep signing until they expire (a
+    /// rotation's overlap window).
+    pub previous_secrets: Vec<ExpiringSecretRecord>,
+    /// Leave out the Standard Webhooks headers.
+    pub omit_standard_signature: bool,
+    /// Body HMAC header, if any.
+    pub body_signature: Option<BodySignatureRecord>,
+    /// Receiver authentication, with its secret.
+    pub auth: Option<AuthRecord>,
+    /// Events per request (1 to 100).
+    pub chunk_size: u32,
+    /// Least ms between the starts of two requests.
+    pub chunk_delay_ms: u32,
+    /// Most requests per second; 0: no limit.
+    pub rate_limit_per_sec: u32,
+    /// Accept any TLS certificate.
+    pub insecure_tls: bool,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
     /// Last update time, ms since the epoch.
     pub updated_at_ms: i64,
 }
 
+/// A signing secret inside its rotation overlap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExpiringSecretRecord {
+    /// The `whsec_...` secret.
+    pub secret: String,
+    /// When it stops signing, ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
+/// A body HMAC header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BodySignatureRecord {
+    /// Header name, lower case.
+    pub header: String,
+    /// Base64 instead of hex.
+    pub base64: bool,
+}
+
+/// How Herald authenticates to a receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AuthRecord {
+    /// HTTP Basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password (a secret).
+        password: String,
+    },
+    /// Bearer JWT, HS256.
+    Jwt {
+        /// Signing secret (a secret).
+        secret: String,
+        /// Token lifetime in seconds.
+        ttl_secs: u32,
+    },
+}
+
 impl EndpointRecord {
+    /// The signing secrets in force at `now_ms`: the current one, then the
+    /// previous ones still inside their overlap window.
+    pub fn live_secrets(&self, now_ms: i64) -> Vec<String> {
+        let mut out = self.signing_secrets.clone();
+        out.extend(
+            self.previous_secrets
+                .iter()
+                .filter(|p| p.expires_at_ms > now_ms)
+                .map(|p| p.secret.clone()),
+        );
+        out
+    }
+
     /// The retry schedule in force.
     pub fn retry_schedule(&self) -> Vec<u64> {
         self.retry_schedule_ms

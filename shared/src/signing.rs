@@ -26,6 +26,11 @@ pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", B64.encode(rand::random::<[u8; 24]>()))
 }
 
+/// A fresh JWT secret: 32 random bytes, base64url (43 characters).
+pub fn generate_jwt_secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
 fn key_bytes(secret: &str) -> Result<Vec<u8>, SigningError> {
     let b64 = secret
         .strip_prefix(SECRET_PREFIX)
@@ -36,6 +41,36 @@ fn key_bytes(secret: &str) -> Result<Vec<u8>, SigningError> {
 /// Whether `secret` is a well-formed `whsec_` secret.
 pub fn is_valid_secret(secret: &str) -> bool {
     key_bytes(secret).is_ok_and(|k| !k.is_empty())
+}
+
+/// How many key bytes a `whsec_` secret holds; None when malformed.
+pub fn key_len(secret: &str) -> Option<usize> {
+    key_bytes(secret).ok().map(|k| k.len())
+}
+
+/// A body HMAC header value: HMAC-SHA256 of `body` under each secret's
+/// text (as shown, `whsec_` included), hex or base64, joined by ", ".
+pub fn body_signature(secrets: &[String], body: &[u8], base64: bool) -> String {
+    secrets
+        .iter()
+        .map(|s| {
+            let mut m = new_mac(s.as_bytes());
+            m.update(body);
+            let d = m.finalize().into_bytes();
+            if base64 { B64.encode(d) } else { hex(&d) }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// One `v1,<base64>` signature of a message.
@@ -135,6 +170,23 @@ mod tests {
             Err(SigningError::NoMatch)
         );
         assert_eq!(verify(&new, "m", 6, b"x", &h), Err(SigningError::NoMatch));
+    }
+
+    /// RFC 4231 test case 2 ("Jefe"), as hex and as base64.
+    #[test]
+    fn body_signature_matches_rfc_4231() {
+        let secrets = vec!["Jefe".to_string()];
+        let body = b"what do ya want for nothing?";
+        assert_eq!(
+            body_signature(&secrets, body, false),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            body_signature(&secrets, body, true),
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+        );
+        let two = vec!["Jefe".to_string(), "Jefe".to_string()];
+        assert_eq!(body_signature(&two, body, true).split(", ").count(), 2);
     }
 
     #[test]

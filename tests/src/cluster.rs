@@ -244,6 +244,14 @@ impl Agent {
             .arg(&self.control_planes)
             .arg("--listen=127.0.0.1:0")
             .arg("--lease-ttl-secs=5")
+            // Receivers here are plain-http and on loopback, which the
+            // egress guard refuses unless allowed. A test that passes its
+            // own --allow-cidr gets only that.
+            .arg("--allow-http")
+            .args(
+                (!self.extra.iter().any(|a| a.starts_with("--allow-cidr")))
+                    .then_some("--allow-cidr=127.0.0.0/8,::1"),
+            )
             .args(&self.extra)
             .env("RUST_LOG", &self.rust_log);
         let mut proc = Proc::spawn("agent", cmd)?;

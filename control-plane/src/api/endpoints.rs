@@ -3,8 +3,8 @@
 use herald_proto::v1 as pb;
 use herald_proto::v1::endpoint_service_server::EndpointService;
 use herald_shared::ids::new_endpoint_id;
-use herald_shared::model::EndpointRecord;
-use herald_shared::signing::generate_secret;
+use herald_shared::model::{AuthRecord, EndpointRecord, ExpiringSecretRecord};
+use herald_shared::signing::{generate_jwt_secret, generate_secret};
 use herald_shared::time::now_ms;
 use tonic::{Request, Response, Status};
 
@@ -75,8 +75,15 @@ impl EndpointService for Api {
     ) -> Result<Response<pb::CreateEndpointResponse>, Status> {
         let r = req.into_inner();
         validate::name("tenant_id", &r.tenant_id)?;
-        let spec = self.checked_spec(r.spec)?;
+        let mut spec = self.checked_spec(r.spec)?;
         let secret = generate_secret();
+        let mut jwt_secret = String::new();
+        if let Some(AuthRecord::Jwt { secret, .. }) = &mut spec.auth
+            && secret.is_empty()
+        {
+            *secret = generate_jwt_secret();
+            jwt_secret = secret.clone();
+        }
         let now = now_ms();
         let rec = EndpointRecord {
             id: new_endpoint_id(),
@@ -112,6 +119,7 @@ impl EndpointService for Api {
         Ok(Response::new(pb::CreateEndpointResponse {
             endpoint: Some(convert::endpoint(&rec, rev)),
             signing_secret: secret,
+            jwt_secret,
         }))
     }
 
@@ -147,12 +155,19 @@ impl EndpointService for Api {
     ) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let expected = expected_revision(r.expected_revision)?;
-        let spec = self.checked_spec(r.spec)?;
+        let mut spec = self.checked_spec(r.spec)?;
         let old = self.load_endpoint(&r.tenant_id, &r.id).await?.value;
+        keep_auth_secret(&mut spec.auth, old.auth)?;
+        let now = now_ms();
         let rec = EndpointRecord {
             id: old.id,
             tenant_id: old.tenant_id,
             signing_secrets: old.signing_secrets,
+            previous_secrets: old
+                .previous_secrets
+                .into_iter()
+                .filter(|p| p.expires_at_ms > now)
+                .collect(),
             created_at_ms: old.created_at_ms,
             updated_at_ms: now_ms(),
             // Enabling clears why Herald disabled it; otherwise the reason stays.
@@ -202,4 +217,117 @@ impl EndpointService for Api {
         self.settle(rev).await?;
         Ok(Response::new(pb::DeleteEndpointResponse {}))
     }
+
+    async fn rotate_secret(
+        &self,
+        req: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<pb::RotateSecretResponse>, Status> {
+        let r = req.into_inner();
+        let kind = pb::SecretKind::try_from(r.kind)
+            .map_err(|_| Error::invalid("kind", format!("unknown secret kind {}", r.kind)))?;
+        let jwt = kind == pb::SecretKind::Jwt;
+        let overlap_ms = match (jwt, r.overlap_secs) {
+            (true, Some(_)) => {
+                return Err(Error::invalid(
+                    "overlap_secs",
+                    "applies to signing secrets only: a request carries one JWT",
+                )
+                .into());
+            }
+            (_, None) => i64::from(DEFAULT_OVERLAP_SECS) * 1000,
+            (false, Some(s)) if s <= MAX_OVERLAP_SECS => i64::from(s) * 1000,
+            (false, Some(s)) => {
+                return Err(Error::invalid(
+                    "overlap_secs",
+                    format!("{s} is over {MAX_OVERLAP_SECS} (30 days)"),
+                )
+                .into());
+            }
+        };
+        let new_secret = match (jwt, r.secret.is_empty()) {
+            (false, true) => generate_secret(),
+            (true, true) => generate_jwt_secret(),
+            (false, false) => {
+                validate::signing_secret("secret", &r.secret)?;
+                r.secret
+            }
+            (true, false) => {
+                validate::jwt_secret("secret", &r.secret, false)?;
+                r.secret
+            }
+        };
+        // A concurrent update wins the race; read again and redo ours on it.
+        for _ in 0..5 {
+            let current = self.load_endpoint(&r.tenant_id, &r.id).await?;
+            let mut rec = current.value;
+            let now = now_ms();
+            rec.updated_at_ms = now;
+            rec.previous_secrets.retain(|p| p.expires_at_ms > now);
+            if jwt {
+                let Some(AuthRecord::Jwt { secret, .. }) = &mut rec.auth else {
+                    return Err(Error::FailedPrecondition(format!(
+                        "endpoint '{}' does not use JWT auth",
+                        rec.id
+                    ))
+                    .into());
+                };
+                *secret = new_secret.clone();
+            } else {
+                if overlap_ms == 0 {
+                    // A regenerate after a leak: nothing old signs any more.
+                    rec.previous_secrets.clear();
+                } else {
+                    rec.previous_secrets
+                        .extend(
+                            rec.signing_secrets
+                                .drain(..)
+                                .map(|secret| ExpiringSecretRecord {
+                                    secret,
+                                    expires_at_ms: now + overlap_ms,
+                                }),
+                        );
+                }
+                rec.signing_secrets = vec![new_secret.clone()];
+            }
+            let key = key(&rec.tenant_id, &rec.id);
+            if let Some(rev) = self.store().update(&key, &rec, current.revision).await? {
+                self.settle(rev).await?;
+                tracing::info!(endpoint = %rec.id, tenant = %rec.tenant_id, jwt, overlap_ms, "secret rotated");
+                return Ok(Response::new(pb::RotateSecretResponse {
+                    endpoint: Some(convert::endpoint(&rec, rev)),
+                    secret: new_secret,
+                }));
+            }
+        }
+        Err(Error::Unavailable(format!("endpoint '{}' keeps changing; retry", r.id)).into())
+    }
+}
+
+/// How long a rotated-out signing secret keeps signing by default.
+const DEFAULT_OVERLAP_SECS: u32 = 86_400;
+/// Longest overlap a rotation may ask for.
+const MAX_OVERLAP_SECS: u32 = 30 * 86_400;
+
+/// Secrets are write-only: an update that leaves one empty keeps the stored
+/// one of the same kind.
+fn keep_auth_secret(new: &mut Option<AuthRecord>, old: Option<AuthRecord>) -> Result<()> {
+    match (new, old) {
+        (
+            Some(AuthRecord::Basic { password, .. }),
+            Some(AuthRecord::Basic { password: old, .. }),
+        ) if password.is_empty() => *password = old,
+        (Some(AuthRecord::Jwt { secret, .. }), Some(AuthRecord::Jwt { secret: old, .. }))
+            if secret.is_empty() =>
+        {
+            *secret = old
+        }
+        (Some(AuthRecord::Jwt { secret, .. }), _) if secret.is_empty() => {
+            return Err(Error::invalid(
+                "spec.auth.jwt.secret",
+                "is required when switching to JWT auth (at least 32 bytes)",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
