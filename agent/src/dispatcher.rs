@@ -69,6 +69,12 @@ struct Pace {
 }
 
 impl Pace {
+    /// When the next request may start, if that is later than now.
+    fn ready_at(&self) -> Option<tokio::time::Instant> {
+        let next = *self.next_start.lock().unwrap_or_else(|p| p.into_inner());
+        next.filter(|n| *n > tokio::time::Instant::now())
+    }
+
     /// Reserves the next request start allowed by `spacing`; the caller
     /// waits until it. Reservations queue up, so concurrent deliveries of an
     /// unordered endpoint share one rate.
@@ -240,11 +246,18 @@ impl Inner {
         let mut in_flight: JoinSet<Option<Done>> = JoinSet::new();
         let pace = Arc::new(Pace::default());
         loop {
-            // Read whole chunks' worth, so a backlog goes out in full chunks.
-            let chunk_size = self
-                .state
-                .endpoint(&endpoint_id)
-                .map_or(1, |e| e.chunk_size.clamp(1, 100) as usize);
+            // Read only once the endpoint can be delivered to, and after its
+            // throttle allows the next request, so that a queue built up
+            // meanwhile goes out in full chunks.
+            let Some(ep) = self.wait_for_config(&endpoint_id).await else {
+                return;
+            };
+            if let Some(at) = pace.ready_at()
+                && self.sleep_until(at).await
+            {
+                return;
+            }
+            let chunk_size = ep.chunk_size.clamp(1, 100) as usize;
             let limit = chunk_size * BATCH.div_ceil(chunk_size);
             let batch = {
                 let store = self.store.clone();
@@ -412,12 +425,8 @@ impl Inner {
             }
             let ep = self.wait_for_config(endpoint_id).await?;
             let gap = spacing(&ep);
-            if !gap.is_zero() {
-                let at = pace.reserve(gap);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = self.cancel.cancelled() => return None,
-                }
+            if !gap.is_zero() && self.sleep_until(pace.reserve(gap)).await {
+                return None;
             }
             let history = self.history(endpoint_id, &ep, pace).await;
             // Busy from here until the outcome is with the store. Entering
@@ -576,6 +585,14 @@ impl Inner {
                 r = changes.changed() => if r.is_err() { return None },
                 _ = self.cancel.cancelled() => return None,
             }
+        }
+    }
+
+    /// Sleeps until `at`; true when cancelled instead.
+    async fn sleep_until(&self, at: tokio::time::Instant) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => false,
+            _ = self.cancel.cancelled() => true,
         }
     }
 

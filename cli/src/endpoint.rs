@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use herald_proto::v1::{
-    CreateEndpointRequest, DeleteEndpointRequest, Endpoint, EndpointSpec, GetEndpointRequest,
-    HttpMethod, ListEndpointsRequest, endpoint_service_client::EndpointServiceClient,
+    BasicAuth, BodySignature, CreateEndpointRequest, DeleteEndpointRequest, Endpoint, EndpointSpec,
+    GetEndpointRequest, HttpMethod, JwtAuth, ListEndpointsRequest, ReceiverAuth,
+    RotateSecretRequest, SecretKind, SignatureEncoding,
+    endpoint_service_client::EndpointServiceClient, receiver_auth,
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -59,6 +61,28 @@ pub enum Cmd {
         /// (delivered in order once it is enabled again).
         #[arg(long)]
         queue_while_disabled: bool,
+        #[command(flatten)]
+        opts: DeliveryOpts,
+    },
+    /// Replaces the endpoint's signing secret (the previous one keeps
+    /// signing beside it for the overlap) or its JWT secret; prints the new
+    /// secret, shown only here.
+    RotateSecret {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Rotate the JWT secret instead of the signing secret.
+        #[arg(long)]
+        jwt: bool,
+        /// Seconds the previous signing secret keeps signing (default: a
+        /// day; 0 stops it at once, as after a leak).
+        #[arg(long)]
+        overlap_secs: Option<u32>,
+        /// Use this secret instead of a generated one.
+        #[arg(long)]
+        secret: Option<String>,
     },
     /// Lists a tenant's endpoints.
     List {
@@ -108,6 +132,107 @@ pub enum Cmd {
     },
 }
 
+/// How requests are signed, authenticated and throttled.
+#[derive(Debug, clap::Args)]
+pub struct DeliveryOpts {
+    /// Leave out the Standard Webhooks headers (webhook-id,
+    /// webhook-timestamp, webhook-signature).
+    #[arg(long)]
+    no_standard_signature: bool,
+    /// Also send an HMAC-SHA256 of the body (keyed by the signing secret's
+    /// text) in this header, as "X-Signature".
+    #[arg(long)]
+    body_signature_header: Option<String>,
+    /// The body HMAC in base64 instead of hex.
+    #[arg(long, requires = "body_signature_header")]
+    body_signature_base64: bool,
+    /// HTTP Basic auth as `user:password`.
+    #[arg(long, value_parser = parse_basic, conflicts_with = "jwt")]
+    basic_auth: Option<(String, String)>,
+    /// Send "Authorization: Bearer <JWT>" signed HS256 with a secret Herald
+    /// generates (printed once), or with --jwt-secret.
+    #[arg(long)]
+    jwt: bool,
+    /// The JWT secret (at least 32 bytes); implies --jwt.
+    #[arg(long)]
+    jwt_secret: Option<String>,
+    /// Events per request, 1 to 100 (above 1 the body is a JSON array).
+    #[arg(long, default_value_t = 1)]
+    chunk_size: u32,
+    /// Least ms between the starts of two requests.
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_ms: u32,
+    /// Most requests per second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    rate_limit: u32,
+    /// Accept any TLS certificate (self-signed receivers in development).
+    #[arg(long)]
+    insecure_tls: bool,
+}
+
+impl DeliveryOpts {
+    fn apply(self, spec: &mut EndpointSpec) {
+        spec.omit_standard_signature = self.no_standard_signature;
+        spec.body_signature = self.body_signature_header.map(|header| BodySignature {
+            header,
+            encoding: if self.body_signature_base64 {
+                SignatureEncoding::Base64
+            } else {
+                SignatureEncoding::Hex
+            } as i32,
+        });
+        let kind = if let Some((username, password)) = self.basic_auth {
+            Some(receiver_auth::Kind::Basic(BasicAuth { username, password }))
+        } else if self.jwt || self.jwt_secret.is_some() {
+            Some(receiver_auth::Kind::Jwt(JwtAuth {
+                secret: self.jwt_secret.unwrap_or_default(),
+                ttl_secs: 0,
+            }))
+        } else {
+            None
+        };
+        spec.auth = kind.map(|k| ReceiverAuth { kind: Some(k) });
+        spec.chunk_size = self.chunk_size;
+        spec.chunk_delay_ms = self.chunk_delay_ms;
+        spec.rate_limit_per_sec = self.rate_limit;
+        spec.insecure_tls = self.insecure_tls;
+    }
+}
+
+/// Parses `user:password`.
+fn parse_basic(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => Err("expected user:password".into()),
+    }
+}
+
+/// How the endpoint signs and authenticates, in words (no secrets).
+fn security(s: &EndpointSpec) -> String {
+    let mut parts = Vec::new();
+    if !s.omit_standard_signature {
+        parts.push("standard-webhooks".to_string());
+    }
+    if let Some(b) = &s.body_signature {
+        let enc = if b.encoding() == SignatureEncoding::Base64 {
+            "base64"
+        } else {
+            "hex"
+        };
+        parts.push(format!("body-hmac({}, {enc})", b.header));
+    }
+    match s.auth.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(receiver_auth::Kind::Basic(b)) => parts.push(format!("basic({})", b.username)),
+        Some(receiver_auth::Kind::Jwt(j)) => parts.push(format!("jwt(ttl {}s)", j.ttl_secs)),
+        None => {}
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" + ")
+    }
+}
+
 /// Parses a `key=value` header argument; the key must not be empty.
 pub fn parse_header(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -144,6 +269,12 @@ fn to_json(e: &Endpoint) -> Value {
         "custom_data": json_text(&s.custom_data_json),
         "timeout_ms": s.timeout_ms,
         "queue_while_disabled": s.queue_while_disabled,
+        "security": security(&s),
+        "chunk_size": s.chunk_size,
+        "chunk_delay_ms": s.chunk_delay_ms,
+        "rate_limit_per_sec": s.rate_limit_per_sec,
+        "insecure_tls": s.insecure_tls,
+        "previous_secret_expires_at_ms": e.previous_secret_expires_at_ms,
         "labels": s.labels,
         "created_at_ms": e.created_at_ms,
         "updated_at_ms": e.updated_at_ms,
@@ -184,6 +315,29 @@ fn detail_rows(e: &Endpoint) -> Vec<Vec<String>> {
         ("custom data", s.custom_data_json.clone()),
         ("timeout ms", s.timeout_ms.to_string()),
         ("queue while disabled", s.queue_while_disabled.to_string()),
+        ("security", security(&s)),
+        (
+            "throttle",
+            format!(
+                "chunk {} · delay {} ms · {} req/s",
+                s.chunk_size.max(1),
+                s.chunk_delay_ms,
+                if s.rate_limit_per_sec == 0 {
+                    "unlimited".to_string()
+                } else {
+                    s.rate_limit_per_sec.to_string()
+                }
+            ),
+        ),
+        ("insecure tls", s.insecure_tls.to_string()),
+        (
+            "previous secret until",
+            if e.previous_secret_expires_at_ms > 0 {
+                time(e.previous_secret_expires_at_ms)
+            } else {
+                "-".into()
+            },
+        ),
         ("created", time(e.created_at_ms)),
         ("updated", time(e.updated_at_ms)),
         ("revision", e.revision.to_string()),
@@ -209,8 +363,9 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             custom_data_json,
             timeout_ms,
             queue_while_disabled,
+            opts,
         } => {
-            let spec = EndpointSpec {
+            let mut spec = EndpointSpec {
                 name,
                 url,
                 method: match method {
@@ -225,6 +380,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
                 queue_while_disabled,
                 ..Default::default()
             };
+            opts.apply(&mut spec);
             let req = CreateEndpointRequest {
                 tenant_id: tenant,
                 spec: Some(spec),
@@ -232,9 +388,13 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             let resp = client.create_endpoint(req).await?.into_inner();
             let ep = resp.endpoint.unwrap_or_default();
             let secret = resp.signing_secret;
-            let json = json!({ "endpoint": to_json(&ep), "signing_secret": secret });
+            let mut json = json!({ "endpoint": to_json(&ep), "signing_secret": secret });
             let mut rows = detail_rows(&ep);
             rows.push(vec!["signing secret".into(), secret]);
+            if !resp.jwt_secret.is_empty() {
+                json["jwt_secret"] = json!(resp.jwt_secret);
+                rows.push(vec!["jwt secret".into(), resp.jwt_secret]);
+            }
             out.emit(&json, &["FIELD", "VALUE"], &rows);
         }
         Cmd::List { tenant } => {
@@ -259,6 +419,31 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             };
             client.delete_endpoint(req).await?;
             out.emit_message(&json!({ "deleted": id }), &format!("deleted endpoint {id}"));
+        }
+        Cmd::RotateSecret {
+            tenant,
+            endpoint_id,
+            jwt,
+            overlap_secs,
+            secret,
+        } => {
+            let req = RotateSecretRequest {
+                tenant_id: tenant,
+                id: endpoint_id,
+                kind: if jwt {
+                    SecretKind::Jwt
+                } else {
+                    SecretKind::Signing
+                } as i32,
+                secret: secret.unwrap_or_default(),
+                overlap_secs,
+            };
+            let resp = client.rotate_secret(req).await?.into_inner();
+            let ep = resp.endpoint.unwrap_or_default();
+            let json = json!({ "endpoint": to_json(&ep), "secret": resp.secret });
+            let mut rows = detail_rows(&ep);
+            rows.push(vec!["new secret".into(), resp.secret]);
+            out.emit(&json, &["FIELD", "VALUE"], &rows);
         }
         Cmd::Test {
             tenant,

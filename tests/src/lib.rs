@@ -7,3 +7,4 @@ pub mod log;
 pub mod ordering;
 pub mod process;
 pub mod receiver;
+pub mod tls;
