@@ -137,6 +137,8 @@ async fn a_burst_goes_out_in_spaced_chunks_in_order() -> anyhow::Result<()> {
     }
     starts.sort();
     starts.dedup();
+    let gaps: Vec<Duration> = got.windows(2).map(|p| p[1].at - p[0].at).collect();
+    eprintln!("chunk sizes {sizes:?}, send starts {starts:?}, arrival gaps {gaps:?}");
     assert_eq!(
         starts.len(),
         3,
@@ -213,6 +215,7 @@ async fn a_rate_limit_holds_over_ten_seconds() -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.at < first + Duration::from_secs(10))
         .count();
+    eprintln!("rate limit 5/s: {in_window} requests in the first 10 s");
     // 5 per second for 10 s is 50; within 10 %.
     assert!(
         (45..=55).contains(&in_window),
