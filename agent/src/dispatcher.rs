@@ -439,8 +439,15 @@ impl Inner {
             let Ok(permit) = self.permits.acquire().await else {
                 return None;
             };
-            let attempted =
-                http::attempt(&self.http, &ep, &deliveries, history, self.body_limit).await;
+            let attempted = http::attempt(
+                &self.http,
+                &ep,
+                &deliveries,
+                history,
+                self.body_limit,
+                attempts + 1,
+            )
+            .await;
             drop(permit);
             {
                 let mut h = pace.history.lock().unwrap_or_else(|p| p.into_inner());

@@ -9,6 +9,8 @@ use herald_shared::envelope::{ActorRef, Envelope, ResourceRef, rfc3339_ms};
 use herald_shared::signing;
 use serde_json::value::RawValue;
 
+use tracing::Instrument as _;
+
 use crate::auth::History;
 use crate::egress::{Guard, GuardedResolver};
 
@@ -165,12 +167,68 @@ fn envelope(ep: &pb::DeliveryEndpoint, d: &pb::Delivery) -> Vec<u8> {
 /// Sends one attempt carrying `chunk` (one event unless the endpoint takes
 /// chunks), classifies the result and records what was sent and received;
 /// at most `body_limit` bytes of the response body are kept.
+///
+/// The attempt is an OpenTelemetry client span (HTTP semantic conventions
+/// plus Herald's attributes) whose parent is the trace context stored with
+/// the chunk's first delivery, so it joins the publish's trace however
+/// late it runs; the receiver gets its `traceparent`.
 pub async fn attempt(
     clients: &Clients,
     ep: &pb::DeliveryEndpoint,
     chunk: &[&pb::Delivery],
     history: History,
     body_limit: usize,
+    number: u32,
+) -> Attempted {
+    let method = if ep.use_get { "GET" } else { "POST" };
+    let url = reqwest::Url::parse(&ep.url).ok();
+    let head = chunk.first().copied().cloned().unwrap_or_default();
+    let span = tracing::info_span!(
+        "attempt",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        url.full = %loggable_url(&ep.url),
+        server.address = url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
+        server.port = url.as_ref().and_then(|u| u.port_or_known_default()).unwrap_or(0),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        herald.event_id = %head.event_id,
+        herald.endpoint_id = %ep.id,
+        herald.tenant_id = %ep.tenant_id,
+        herald.attempt = number,
+        herald.chunk_size = chunk.len(),
+        trace_id = tracing::field::Empty,
+    );
+    herald_shared::telemetry::continue_trace(&span, &head.traceparent, &head.tracestate);
+    let trace = herald_shared::telemetry::context_of(&span);
+    let done = send(clients, ep, chunk, history, body_limit, trace)
+        .instrument(span.clone())
+        .await;
+    if done.record.response_status > 0 {
+        span.record("http.response.status_code", done.record.response_status);
+    }
+    if let Outcome::Failed { status, .. } = &done.outcome {
+        let kind = match status {
+            Some(code) => code.to_string(),
+            None => error_kind_label(done.record.error_kind()).to_string(),
+        };
+        span.record("error.type", kind.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
+    done
+}
+
+/// [`attempt`] without its span; `trace` is the (traceparent, tracestate)
+/// to send.
+async fn send(
+    clients: &Clients,
+    ep: &pb::DeliveryEndpoint,
+    chunk: &[&pb::Delivery],
+    history: History,
+    body_limit: usize,
+    trace: (String, String),
 ) -> Attempted {
     let started_at_ms = herald_shared::time::now_ms();
     let started = std::time::Instant::now();
@@ -194,7 +252,7 @@ pub async fn attempt(
         }
     };
     let client = clients.for_endpoint(ep);
-    let request = match build_request(client, ep, chunk, history, started_at_ms) {
+    let request = match build_request(client, ep, chunk, history, started_at_ms, trace) {
         Ok(r) => r,
         Err(e) => return failed(record, pb::ErrorKind::Other, e),
     };
@@ -275,6 +333,7 @@ fn build_request(
     chunk: &[&pb::Delivery],
     history: History,
     now_ms: i64,
+    (traceparent, tracestate): (String, String),
 ) -> Result<reqwest::Request, String> {
     let timestamp = now_ms / 1000;
     let body = body(ep, chunk);
@@ -316,6 +375,12 @@ fn build_request(
     if let Some(value) = crate::auth::header(ep, chunk, history, now_ms)? {
         req = req.header(reqwest::header::AUTHORIZATION, value);
     }
+    if !traceparent.is_empty() {
+        req = req.header("traceparent", traceparent);
+        if !tracestate.is_empty() {
+            req = req.header("tracestate", tracestate);
+        }
+    }
     if !ep.use_get {
         req = req.body(body);
     }
@@ -323,6 +388,18 @@ fn build_request(
         .build()
         // reqwest's text would hold the URL; say only what kind of problem it was.
         .map_err(|e| format!("cannot build the request: {}", classify(&e).1))
+}
+
+/// A short name of an error kind, for error texts and `error.type`.
+fn error_kind_label(kind: pb::ErrorKind) -> &'static str {
+    match kind {
+        pb::ErrorKind::Timeout => "timeout",
+        pb::ErrorKind::Tls => "tls",
+        pb::ErrorKind::Dns => "dns",
+        pb::ErrorKind::Connect => "connect",
+        pb::ErrorKind::Blocked => "blocked",
+        _ => "request",
+    }
 }
 
 /// Whether `e` is a rustls error, possibly inside (nested) I/O errors, as
@@ -390,14 +467,7 @@ fn classify(e: &reqwest::Error) -> (pb::ErrorKind, String) {
     } else {
         pb::ErrorKind::Other
     };
-    let label = match kind {
-        pb::ErrorKind::Timeout => "timeout",
-        pb::ErrorKind::Tls => "tls",
-        pb::ErrorKind::Dns => "dns",
-        pb::ErrorKind::Connect => "connect",
-        pb::ErrorKind::Blocked => "blocked",
-        _ => "request",
-    };
+    let label = error_kind_label(kind);
     if text.is_empty() {
         (kind, label.to_string())
     } else {

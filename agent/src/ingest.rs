@@ -8,6 +8,7 @@ use herald_proto::v1 as pb;
 use herald_proto::v1::agent_ingest_server::AgentIngest;
 use herald_shared::slot::{SLOT_COUNT, slot_for};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
@@ -39,41 +40,27 @@ impl AgentIngest for Ingest {
         &self,
         req: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
-        let r = req.into_inner();
-        for (i, d) in r.deliveries.iter().enumerate() {
-            if d.endpoint_id.is_empty() {
-                return Err(
-                    invalid(format!("deliveries[{i}].endpoint_id"), "must not be empty").into(),
-                );
-            }
-            if d.event_id.is_empty() {
-                return Err(
-                    invalid(format!("deliveries[{i}].event_id"), "must not be empty").into(),
-                );
-            }
-            if d.slot != slot_for(&d.endpoint_id, SLOT_COUNT) {
-                return Err(invalid(
-                    format!("deliveries[{i}].slot"),
-                    "does not match the endpoint id",
-                )
-                .into());
-            }
-            self.state.check_owner(r.epoch, d.slot)?;
-        }
-        let parked = self.state.parked_slots();
-        let inserted = self.store.insert_parking(r.deliveries, parked).await?;
-        let m = crate::metrics::get();
-        m.ingested.add(u64::from(inserted.stored));
-        m.ingest_duplicates.add(u64::from(inserted.duplicates));
-        for (ep, _) in &inserted.endpoints {
-            self.dispatcher.wake(ep);
-        }
-        Ok(Response::new(pb::IngestResponse {
-            stored: inserted.stored,
-            duplicates: inserted.duplicates,
-        }))
+        // The durable enqueue, in the trace of the publish that routed it.
+        let span = tracing::info_span!(
+            "enqueue",
+            otel.name = "herald.enqueue",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "herald.v1.AgentIngest",
+            rpc.method = "Ingest",
+            deliveries = req.get_ref().deliveries.len(),
+            trace_id = tracing::field::Empty,
+        );
+        let meta = |k: &str| {
+            req.metadata()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        herald_shared::telemetry::continue_trace(&span, &meta("traceparent"), &meta("tracestate"));
+        self.ingest_inner(req.into_inner()).instrument(span).await
     }
-
     async fn handoff(
         &self,
         req: Request<pb::HandoffBatch>,
@@ -145,6 +132,46 @@ impl AgentIngest for Ingest {
                 .await;
         }
         Ok(Response::new(pb::HandoffAck {
+            stored: inserted.stored,
+            duplicates: inserted.duplicates,
+        }))
+    }
+}
+
+impl Ingest {
+    async fn ingest_inner(
+        &self,
+        r: pb::IngestRequest,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        for (i, d) in r.deliveries.iter().enumerate() {
+            if d.endpoint_id.is_empty() {
+                return Err(
+                    invalid(format!("deliveries[{i}].endpoint_id"), "must not be empty").into(),
+                );
+            }
+            if d.event_id.is_empty() {
+                return Err(
+                    invalid(format!("deliveries[{i}].event_id"), "must not be empty").into(),
+                );
+            }
+            if d.slot != slot_for(&d.endpoint_id, SLOT_COUNT) {
+                return Err(invalid(
+                    format!("deliveries[{i}].slot"),
+                    "does not match the endpoint id",
+                )
+                .into());
+            }
+            self.state.check_owner(r.epoch, d.slot)?;
+        }
+        let parked = self.state.parked_slots();
+        let inserted = self.store.insert_parking(r.deliveries, parked).await?;
+        let m = crate::metrics::get();
+        m.ingested.add(u64::from(inserted.stored));
+        m.ingest_duplicates.add(u64::from(inserted.duplicates));
+        for (ep, _) in &inserted.endpoints {
+            self.dispatcher.wake(ep);
+        }
+        Ok(Response::new(pb::IngestResponse {
             stored: inserted.stored,
             duplicates: inserted.duplicates,
         }))

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    process::init_logging(&config.log_format);
+    // Kept until main returns, so buffered spans are flushed on the way out.
+    let _telemetry = herald_shared::telemetry::init("herald-agent", &config.log_format);
     let cancel = CancellationToken::new();
     tokio::spawn(process::cancel_on_signal(cancel.clone()));
     server::run(config, cancel, |addr| {

@@ -48,13 +48,25 @@ impl Router {
             pending = unrouted;
 
             let mut calls = JoinSet::new();
+            // The agents' enqueue spans continue this (routing) span.
+            let (traceparent, tracestate) =
+                herald_shared::telemetry::context_of(&tracing::Span::current());
             for (addr, batch) in groups {
                 let mut client = self.clients.ingest(&addr)?;
+                let trace = [
+                    ("traceparent", traceparent.clone()),
+                    ("tracestate", tracestate.clone()),
+                ];
                 calls.spawn(async move {
-                    let req = pb::IngestRequest {
+                    let mut req = tonic::Request::new(pb::IngestRequest {
                         epoch,
                         deliveries: batch.clone(),
-                    };
+                    });
+                    for (k, v) in trace {
+                        if let Ok(v) = v.parse() {
+                            req.metadata_mut().insert(k, v);
+                        }
+                    }
                     match client.ingest(req).await {
                         Ok(_) => Ok(()),
                         Err(status) => Err((addr, status, batch)),

@@ -12,4 +12,6 @@ pub mod process;
 pub mod retry;
 pub mod signing;
 pub mod slot;
+#[cfg(feature = "process")]
+pub mod telemetry;
 pub mod time;

@@ -2,21 +2,6 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), as JSON when
-/// `format` is "json" and human-readable otherwise.
-pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Cancels `cancel` on SIGTERM or Ctrl-C.
 pub async fn cancel_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};

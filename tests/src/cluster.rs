@@ -136,6 +136,18 @@ fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// Clears the `OTEL_*` variables the test process may have (a test run
+/// must not export to whatever collector the developer's shell names),
+/// then sets `env`.
+fn isolate_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+}
+
 /// A control-plane process.
 pub struct ControlPlane {
     /// gRPC URL, `http://127.0.0.1:port`.
@@ -157,6 +169,25 @@ impl ControlPlane {
         extra: &[&str],
         rust_log: &str,
     ) -> anyhow::Result<ControlPlane> {
+        Self::spawn(etcd, extra, rust_log, &[])
+    }
+
+    /// Like [`ControlPlane::start`], with extra environment variables
+    /// (`OTEL_*` to export traces).
+    pub fn start_with_env(
+        etcd: &Etcd,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ControlPlane> {
+        Self::spawn(etcd, extra, "info,herald_control_plane=debug", env)
+    }
+
+    fn spawn(
+        etcd: &Etcd,
+        extra: &[&str],
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ControlPlane> {
         let mut cmd = Command::new(bin("herald-control-plane"));
         cmd.arg("--etcd-endpoints")
             .arg(&etcd.url)
@@ -164,6 +195,7 @@ impl ControlPlane {
             .arg("--allow-http")
             .args(extra)
             .env("RUST_LOG", rust_log);
+        isolate_env(&mut cmd, env);
         let mut proc = Proc::spawn("control-plane", cmd)?;
         let addr = proc.wait_for_line("herald-control-plane listening on ", START_TIMEOUT)?;
         Ok(ControlPlane {
@@ -194,6 +226,7 @@ pub struct Agent {
     control_planes: String,
     extra: Vec<String>,
     rust_log: String,
+    env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -214,6 +247,27 @@ impl Agent {
         extra: &[&str],
         rust_log: &str,
     ) -> anyhow::Result<Agent> {
+        Self::spawn(etcd, control_planes, extra, rust_log, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment variables (`OTEL_*`
+    /// to export traces), kept across restarts.
+    pub fn start_with_env(
+        etcd: &Etcd,
+        control_planes: &[&ControlPlane],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Agent> {
+        Self::spawn(etcd, control_planes, extra, "info,herald_agent=debug", env)
+    }
+
+    fn spawn(
+        etcd: &Etcd,
+        control_planes: &[&ControlPlane],
+        extra: &[&str],
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Agent> {
         let dir = tempfile::tempdir()?;
         let mut agent = Agent {
             proc: None,
@@ -227,6 +281,10 @@ impl Agent {
                 .join(","),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             rust_log: rust_log.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _dir: Some(dir),
         };
         agent.restart()?;
@@ -254,6 +312,12 @@ impl Agent {
             )
             .args(&self.extra)
             .env("RUST_LOG", &self.rust_log);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        isolate_env(&mut cmd, &env);
         let mut proc = Proc::spawn("agent", cmd)?;
         self.addr = proc.wait_for_line("herald-agent listening on ", START_TIMEOUT)?;
         self.proc = Some(proc);

@@ -159,6 +159,9 @@ impl Api {
             resend_of: s.delivery_id,
             test: s.test,
             late_backlog: false,
+            // A resend or test starts a trace of its own.
+            traceparent: String::new(),
+            tracestate: String::new(),
         }
     }
 }

@@ -3,8 +3,10 @@
 use herald_proto::v1 as pb;
 use herald_proto::v1::publish_service_server::PublishService;
 use herald_shared::ids::{event_id_for_key, random_event_id};
+use herald_shared::telemetry;
 use herald_shared::time::now_ms;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use super::Api;
 use crate::error::{Error, Result};
@@ -158,6 +160,9 @@ impl Api {
                 resend_of: String::new(),
                 test: false,
                 late_backlog: false,
+                // Set once the publish span is known (`stamp_trace`).
+                traceparent: String::new(),
+                tracestate: String::new(),
             })
             .collect();
         Ok((event_id, deliveries))
@@ -208,8 +213,9 @@ impl Api {
         let mut results = Vec::with_capacity(events.len());
         let mut all = Vec::new();
         let mut planned = Vec::new();
+        let matching = tracing::info_span!("herald.match", events = events.len());
         for (i, r) in events.into_iter().enumerate() {
-            match self.plan_publish(r) {
+            match matching.in_scope(|| self.plan_publish(r)) {
                 Ok((event_id, deliveries)) => {
                     results.push(pb::PublishResult {
                         event_id,
@@ -228,8 +234,9 @@ impl Api {
                 }),
             }
         }
+        stamp_trace(&mut all);
         if !all.is_empty()
-            && let Err(e) = self.inner.router.deliver(all).await
+            && let Err(e) = self.route(all).await
         {
             for i in planned {
                 results[i] = pb::PublishResult {
@@ -244,13 +251,62 @@ impl Api {
 
     /// Plans and routes one publish; the event id and the endpoints matched.
     async fn publish_inner(&self, r: pb::PublishRequest) -> Result<(String, u32)> {
-        let (event_id, deliveries) = self.plan_publish(r)?;
+        let (event_id, mut deliveries) =
+            tracing::info_span!("herald.match").in_scope(|| self.plan_publish(r))?;
+        let span = tracing::Span::current();
+        span.record("herald.event_id", event_id.as_str());
+        span.record("herald.endpoints_matched", deliveries.len());
         let matched = deliveries.len() as u32;
         if !deliveries.is_empty() {
-            self.inner.router.deliver(deliveries).await?;
+            stamp_trace(&mut deliveries);
+            self.route(deliveries).await?;
         }
         Ok((event_id, matched))
     }
+
+    /// Hands deliveries to their agents, in a span of its own.
+    async fn route(&self, deliveries: Vec<pb::Delivery>) -> Result<()> {
+        let span = tracing::info_span!("herald.route", deliveries = deliveries.len());
+        self.inner.router.deliver(deliveries).instrument(span).await
+    }
+}
+
+/// Stores the current (publish) span's trace context in each delivery, so
+/// its attempts join the publish's trace whenever they happen.
+fn stamp_trace(deliveries: &mut [pb::Delivery]) {
+    let (traceparent, tracestate) = telemetry::context_of(&tracing::Span::current());
+    if traceparent.is_empty() {
+        return;
+    }
+    for d in deliveries {
+        d.traceparent.clone_from(&traceparent);
+        d.tracestate.clone_from(&tracestate);
+    }
+}
+
+/// The server span of a PublishService call, continuing the caller's trace
+/// from its `traceparent` metadata.
+fn server_span<T>(req: &Request<T>, method: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = "herald.v1.PublishService",
+        rpc.method = method.rsplit('/').next().unwrap_or(method),
+        herald.event_id = tracing::field::Empty,
+        herald.endpoints_matched = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let get = |k: &str| {
+        req.metadata()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    telemetry::continue_trace(&span, get("traceparent"), get("tracestate"));
+    span
 }
 
 #[tonic::async_trait]
@@ -259,7 +315,11 @@ impl PublishService for Api {
         &self,
         req: Request<pb::PublishBatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
-        let results = self.publish_batch_inner(req.into_inner().events).await?;
+        let span = server_span(&req, "herald.v1.PublishService/PublishBatch");
+        let results = self
+            .publish_batch_inner(req.into_inner().events)
+            .instrument(span)
+            .await?;
         for r in &results {
             crate::metrics::publish_done_named(&r.code);
             crate::metrics::get()
@@ -274,7 +334,14 @@ impl PublishService for Api {
         req: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let started = std::time::Instant::now();
-        let result = self.publish_inner(req.into_inner()).await;
+        let span = server_span(&req, "herald.v1.PublishService/Publish");
+        let result = self
+            .publish_inner(req.into_inner())
+            .instrument(span.clone())
+            .await;
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
         let m = crate::metrics::get();
         m.publish_seconds.observe(started.elapsed().as_secs_f64());
         crate::metrics::publish_done(match &result {
