@@ -63,10 +63,25 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts one more agent (its slots then move to it).
+    pub async fn add_agent(&mut self) -> anyhow::Result<()> {
+        let agent =
+            Agent::start_with_log(&self.etcd, &[&self.cp], &[], RUST_LOG).context("start agent")?;
+        self.agents.push(agent);
+        Ok(())
+    }
+
     /// Waits until the slot map spreads the slots over every agent and no
     /// handoff is in progress, so no run starts in the middle of a move.
     async fn wait_settled(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_settled_view(Duration::from_secs(30))
+            .await
+            .map(|_| ())
+    }
+
+    /// Like `wait_settled`, within `limit`; returns the settled view.
+    pub async fn wait_settled_view(&mut self, limit: Duration) -> anyhow::Result<pb::Cluster> {
+        let deadline = Instant::now() + limit;
         loop {
             let c = self
                 .api
@@ -76,11 +91,11 @@ impl Cluster {
                 .into_inner();
             let owning = c.agents.iter().filter(|a| a.slots > 0).count();
             if owning == self.agents.len() && c.handoffs_in_progress == 0 {
-                return Ok(());
+                return Ok(c);
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the slot map did not settle within 30 s ({owning} of {} agents own slots, {} handoffs)",
+                "the slot map did not settle within {limit:?} ({owning} of {} agents own slots, {} handoffs)",
                 self.agents.len(),
                 c.handoffs_in_progress
             );
@@ -159,16 +174,21 @@ impl Cluster {
 }
 
 async fn create_endpoint(api: &mut Clients, url: String, event_type: String) -> anyhow::Result<()> {
+    let spec = pb::EndpointSpec {
+        name: "bench".into(),
+        url,
+        enabled: true,
+        event_types: vec![event_type],
+        ..Default::default()
+    };
+    create_spec(api, spec).await
+}
+
+async fn create_spec(api: &mut Clients, spec: pb::EndpointSpec) -> anyhow::Result<()> {
     api.endpoints
         .create_endpoint(pb::CreateEndpointRequest {
             tenant_id: TENANT.into(),
-            spec: Some(pb::EndpointSpec {
-                name: "bench".into(),
-                url,
-                enabled: true,
-                event_types: vec![event_type],
-                ..Default::default()
-            }),
+            spec: Some(spec),
         })
         .await
         .context("create endpoint")?;
@@ -226,23 +246,77 @@ pub async fn create_event_types(api: &Clients, n: usize, parallel: usize) -> any
     .await
 }
 
-/// Creates endpoints `/ep{i}` on `receiver` for i in 0..n; endpoint i takes
-/// `t{i}.created`, or `event_type` for all when given.
+/// How the benchmark endpoints are set up.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// One event type for all; None: endpoint i takes `t{i}.created`.
+    pub event_type: Option<String>,
+    /// Events per request (0 or 1: one).
+    pub chunk_size: u32,
+    /// Created disabled, queueing what is published meanwhile (a backlog
+    /// builds up until [`enable_all`]).
+    pub queue_disabled: bool,
+}
+
+/// Creates endpoints `/ep{i}` on `receiver` for i in 0..n, shaped by `shape`.
 pub async fn create_endpoints(
     api: &Clients,
     receiver: &Receiver,
     n: usize,
     parallel: usize,
-    event_type: Option<&str>,
+    shape: &Shape,
 ) -> anyhow::Result<()> {
     let base = receiver.url("/ep");
-    let shared_type = event_type.map(str::to_string);
+    let shape = shape.clone();
     for_each_parallel(api, n, parallel, "endpoints", move |mut api, i| {
         let url = format!("{base}{i}");
-        let ty = shared_type
+        let ty = shape
+            .event_type
             .clone()
             .unwrap_or_else(|| format!("t{i}.created"));
-        async move { create_endpoint(&mut api, url, ty).await }
+        let spec = pb::EndpointSpec {
+            name: "bench".into(),
+            url,
+            enabled: !shape.queue_disabled,
+            queue_while_disabled: shape.queue_disabled,
+            event_types: vec![ty],
+            chunk_size: shape.chunk_size,
+            ..Default::default()
+        };
+        async move { create_spec(&mut api, spec).await }
+    })
+    .await
+}
+
+/// Enables every endpoint of the tenant, `parallel` at a time.
+pub async fn enable_all(api: &Clients, parallel: usize) -> anyhow::Result<()> {
+    let all = api
+        .clone()
+        .endpoints
+        .list_endpoints(pb::ListEndpointsRequest {
+            tenant_id: TENANT.into(),
+        })
+        .await?
+        .into_inner()
+        .endpoints;
+    let all = Arc::new(all);
+    let n = all.len();
+    for_each_parallel(api, n, parallel, "endpoints enabled", move |mut api, i| {
+        let ep = all[i].clone();
+        async move {
+            let mut spec = ep.spec.clone().unwrap_or_default();
+            spec.enabled = true;
+            api.endpoints
+                .update_endpoint(pb::UpdateEndpointRequest {
+                    tenant_id: TENANT.into(),
+                    id: ep.id.clone(),
+                    spec: Some(spec),
+                    expected_revision: ep.revision,
+                })
+                .await
+                .context("enable endpoint")?;
+            Ok(())
+        }
     })
     .await
 }

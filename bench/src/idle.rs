@@ -32,7 +32,10 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<IdleReport> {
         &receiver,
         n,
         p.setup_concurrency,
-        Some(IDLE_TYPE),
+        &cluster::Shape {
+            event_type: Some(IDLE_TYPE.into()),
+            ..Default::default()
+        },
     )
     .await?;
     let created_per_sec = p.endpoints as f64 / t0.elapsed().as_secs_f64();

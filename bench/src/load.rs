@@ -27,7 +27,11 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
     );
     let n = p.endpoints as usize;
     cluster::create_event_types(&cluster.api, n, p.setup_concurrency).await?;
-    cluster::create_endpoints(&cluster.api, &receiver, n, p.setup_concurrency, None).await?;
+    let shape = cluster::Shape {
+        chunk_size: p.chunk_size,
+        ..Default::default()
+    };
+    cluster::create_endpoints(&cluster.api, &receiver, n, p.setup_concurrency, &shape).await?;
     // Last, so the agents have every endpoint's config when it arrives.
     cluster.warm_up(&receiver).await?;
 
@@ -107,6 +111,7 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
             payload_bytes: p.payload_bytes,
             receiver_delay_ms: p.receiver_delay_ms,
             agents: p.agents,
+            chunk_size: p.chunk_size,
         },
         publish_calls_per_sec: rate(published.calls, published.elapsed.as_secs_f64()),
         published_per_sec: rate(p.events, published.elapsed.as_secs_f64()),

@@ -9,6 +9,7 @@
 //! profile (`cargo build --release --workspace --bins`).
 
 mod analysis;
+mod backlog;
 mod ceiling;
 mod cluster;
 mod idle;
@@ -53,6 +54,13 @@ enum Scenario {
     /// 100,000 endpoints that get no event: memory per endpoint in the
     /// agent and the control plane.
     IdleEndpoints(Opts),
+    /// 1,000,000 events queued over 100 endpoints while they cannot take
+    /// them, then drained: drain rate, agent RSS over the drain, disk.
+    /// `--restart-agent` kills -9 and restarts the agent before the drain.
+    Backlog(Opts),
+    /// 100,000 events queued on one agent, then a second agent joins: the
+    /// time for half the slots and their queues to move; then the drain.
+    Handoff(Opts),
     /// Any mix of the flags (defaults: 1,000 events, 1 endpoint).
     Run(Opts),
 }
@@ -113,6 +121,30 @@ impl Scenario {
                     ..d
                 },
             ),
+            Scenario::Backlog(o) => (
+                "backlog",
+                o,
+                Params {
+                    events: 1_000_000,
+                    endpoints: 100,
+                    concurrency: 8,
+                    batch_size: 100,
+                    stall_secs: 60,
+                    ..d
+                },
+            ),
+            Scenario::Handoff(o) => (
+                "handoff",
+                o,
+                Params {
+                    events: 100_000,
+                    endpoints: 1_000,
+                    concurrency: 8,
+                    batch_size: 100,
+                    stall_secs: 60,
+                    ..d
+                },
+            ),
             Scenario::Run(o) => ("run", o, d),
         }
     }
@@ -140,6 +172,11 @@ async fn run(cli: &Cli) -> ExitCode {
         idle::run(name, &p)
             .await
             .and_then(|r| Ok((show(cli.json, &r, r.text())?, true)))
+    } else if let Scenario::Backlog(_) | Scenario::Handoff(_) = cli.scenario {
+        let handoff = matches!(cli.scenario, Scenario::Handoff(_));
+        backlog::run(name, &p, handoff)
+            .await
+            .and_then(|r| Ok((show(cli.json, &r, r.text())?, r.analysis.is_clean())))
     } else {
         load::run(name, &p)
             .await

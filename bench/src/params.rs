@@ -41,6 +41,13 @@ pub struct Opts {
     /// Give up waiting for deliveries after this long without one, s.
     #[arg(long)]
     pub stall_secs: Option<u64>,
+    /// Events per request at each endpoint (1 to 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub chunk_size: Option<u32>,
+    /// Backlog runs: kill -9 the agent once the backlog is stored, restart
+    /// it, and time how long until deliveries resume.
+    #[arg(long)]
+    pub restart_agent: bool,
 }
 
 /// The settings of one run, every field decided.
@@ -68,6 +75,10 @@ pub struct Params {
     pub setup_concurrency: usize,
     /// Longest wait without a new delivery, s.
     pub stall_secs: u64,
+    /// Events per request.
+    pub chunk_size: u32,
+    /// Backlog runs: crash and restart the agent before the drain.
+    pub restart_agent: bool,
 }
 
 impl Default for Params {
@@ -84,6 +95,8 @@ impl Default for Params {
             ceiling_concurrency: None,
             setup_concurrency: 16,
             stall_secs: 30,
+            chunk_size: 1,
+            restart_agent: false,
         }
     }
 }
@@ -103,6 +116,8 @@ impl Opts {
             ceiling_concurrency: self.ceiling_concurrency.or(d.ceiling_concurrency),
             setup_concurrency: self.setup_concurrency.unwrap_or(d.setup_concurrency).max(1),
             stall_secs: self.stall_secs.unwrap_or(d.stall_secs),
+            chunk_size: self.chunk_size.unwrap_or(d.chunk_size),
+            restart_agent: self.restart_agent || d.restart_agent,
         }
     }
 }

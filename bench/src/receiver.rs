@@ -29,6 +29,14 @@ struct Envelope {
     data: Data,
 }
 
+/// A body: one envelope, or a chunk (a JSON array of them).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Body {
+    One(Envelope),
+    Chunk(Vec<Envelope>),
+}
+
 #[derive(Deserialize)]
 struct Data {
     seq: u64,
@@ -41,6 +49,8 @@ struct Shared {
     ceiling: AtomicU64,
     /// Requests to `/warmup`.
     warmup: AtomicU64,
+    /// Requests to `/ep{i}` (a chunk is one request for many deliveries).
+    delivery_requests: AtomicU64,
     /// Requests that were not understood (unknown path, no `data.seq`).
     malformed: AtomicU64,
     /// Body bytes of the deliveries, to size the bare client's bodies alike.
@@ -96,6 +106,11 @@ impl Receiver {
         bytes.checked_div(n).unwrap_or(0) as usize
     }
 
+    /// Requests that carried deliveries so far.
+    pub fn delivery_requests(&self) -> u64 {
+        self.shared.delivery_requests.load(Ordering::Relaxed)
+    }
+
     /// Requests the bare client made so far.
     pub fn ceiling_requests(&self) -> u64 {
         self.shared.ceiling.load(Ordering::Relaxed)
@@ -121,25 +136,27 @@ impl Drop for Receiver {
 async fn handle(State(s): State<Arc<Shared>>, uri: Uri, body: Bytes) -> StatusCode {
     let at = Instant::now();
     // The same parse for deliveries and the bare client, so both pay it.
-    let seq = serde_json::from_slice::<Envelope>(&body)
-        .ok()
-        .map(|e| e.data.seq);
+    let seqs: Option<Vec<u64>> = serde_json::from_slice::<Body>(&body).ok().map(|b| match b {
+        Body::One(e) => vec![e.data.seq],
+        Body::Chunk(all) => all.into_iter().map(|e| e.data.seq).collect(),
+    });
     let path = uri.path();
-    match (path, seq) {
+    match (path, seqs) {
         ("/warmup", _) => {
             s.warmup.fetch_add(1, Ordering::Relaxed);
         }
         ("/ceiling", Some(_)) => {
             s.ceiling.fetch_add(1, Ordering::Relaxed);
         }
-        (p, Some(seq)) => match p.strip_prefix("/ep").and_then(|i| i.parse().ok()) {
+        (p, Some(seqs)) => match p.strip_prefix("/ep").and_then(|i| i.parse().ok()) {
             Some(endpoint) => {
                 s.delivery_body_bytes
                     .fetch_add(body.len() as u64, Ordering::Relaxed);
+                s.delivery_requests.fetch_add(1, Ordering::Relaxed);
                 s.arrivals
                     .lock()
                     .expect("lock")
-                    .push(Arrival { endpoint, seq, at });
+                    .extend(seqs.into_iter().map(|seq| Arrival { endpoint, seq, at }));
             }
             None => {
                 s.malformed.fetch_add(1, Ordering::Relaxed);

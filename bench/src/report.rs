@@ -51,6 +51,8 @@ pub struct Settings {
     pub receiver_delay_ms: u64,
     /// Agents.
     pub agents: usize,
+    /// Events per request at each endpoint.
+    pub chunk_size: u32,
 }
 
 /// A process's resource use during the measured phase.
@@ -122,7 +124,7 @@ impl LoadReport {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "scenario {}: {} events, {} endpoints, {} publishers ({} asked), batch {}, rate {}, payload {} B, receiver delay {} ms, {} agent(s); {} cores, {} build",
+            "scenario {}: {} events, {} endpoints, {} publishers ({} asked), batch {}, rate {}, payload {} B, receiver delay {} ms, chunk {}, {} agent(s); {} cores, {} build",
             self.scenario,
             s.events,
             s.endpoints,
@@ -132,6 +134,7 @@ impl LoadReport {
             s.rate.map_or("max".into(), |r| format!("{r}/s")),
             s.payload_bytes,
             s.receiver_delay_ms,
+            s.chunk_size,
             s.agents,
             self.machine.cores,
             self.machine.profile,
