@@ -5,12 +5,12 @@
 //! reflects; it only grows while a watch runs, and a reload replaces the
 //! whole view at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use herald_shared::model::{AgentRecord, EndpointRecord, EventTypeRecord, SlotMap, TenantRecord};
-use herald_shared::slot;
+use herald_shared::{pattern, slot};
 use tokio::sync::{broadcast, watch};
 
 /// An endpoint as the view holds it.
@@ -35,15 +35,98 @@ pub struct View {
     pub event_types: HashMap<String, EventTypeRecord>,
     /// Tenants by id.
     pub tenants: HashMap<String, TenantRecord>,
-    /// Endpoints by tenant, then by id.
+    /// Endpoints by tenant, then by id. Change it only through
+    /// [`View::put_endpoint`] and [`View::remove_endpoint`], which keep
+    /// `subscriptions` in step.
     pub endpoints: HashMap<String, BTreeMap<String, Arc<EndpointEntry>>>,
+    /// Per tenant, which endpoints take which event type.
+    subscriptions: HashMap<String, Subscriptions>,
     /// Live agents by id.
     pub agents: BTreeMap<String, AgentRecord>,
     /// The slot map and its revision, once one was written.
     pub slot_map: Option<(SlotMap, i64)>,
 }
 
+/// A tenant's subscription index, so a publish looks at the endpoints that
+/// may want its type instead of every endpoint of the tenant.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    /// Exact event type name → endpoint ids.
+    exact: HashMap<String, BTreeSet<String>>,
+    /// Endpoints with at least one `*` pattern (checked one by one).
+    patterns: BTreeSet<String>,
+}
+
+impl Subscriptions {
+    fn add(&mut self, rec: &EndpointRecord) {
+        for t in &rec.event_types {
+            if pattern::is_wildcard(t) {
+                self.patterns.insert(rec.id.clone());
+            } else {
+                self.exact
+                    .entry(t.clone())
+                    .or_default()
+                    .insert(rec.id.clone());
+            }
+        }
+    }
+
+    fn remove(&mut self, rec: &EndpointRecord) {
+        self.patterns.remove(&rec.id);
+        for t in &rec.event_types {
+            if let Some(ids) = self.exact.get_mut(t) {
+                ids.remove(&rec.id);
+                if ids.is_empty() {
+                    self.exact.remove(t);
+                }
+            }
+        }
+    }
+}
+
 impl View {
+    /// Adds or replaces an endpoint of `tenant`.
+    pub fn put_endpoint(&mut self, tenant: &str, entry: Arc<EndpointEntry>) {
+        let subs = self.subscriptions.entry(tenant.to_string()).or_default();
+        let eps = self.endpoints.entry(tenant.to_string()).or_default();
+        if let Some(old) = eps.insert(entry.record.id.clone(), entry.clone()) {
+            subs.remove(&old.record);
+        }
+        subs.add(&entry.record);
+    }
+
+    /// Removes an endpoint of `tenant`; returns it.
+    pub fn remove_endpoint(&mut self, tenant: &str, id: &str) -> Option<Arc<EndpointEntry>> {
+        let eps = self.endpoints.get_mut(tenant)?;
+        let entry = eps.remove(id)?;
+        if eps.is_empty() {
+            self.endpoints.remove(tenant);
+            self.subscriptions.remove(tenant);
+        } else if let Some(subs) = self.subscriptions.get_mut(tenant) {
+            subs.remove(&entry.record);
+        }
+        Some(entry)
+    }
+
+    /// The endpoints of `tenant` subscribed to `event_type`, by id: those
+    /// naming it exactly, and those whose patterns match it.
+    pub fn subscribers(&self, tenant: &str, event_type: &str) -> Vec<&Arc<EndpointEntry>> {
+        let (Some(subs), Some(eps)) = (self.subscriptions.get(tenant), self.endpoints.get(tenant))
+        else {
+            return Vec::new();
+        };
+        let exact = subs.exact.get(event_type);
+        let ids: BTreeSet<&String> = exact
+            .into_iter()
+            .flatten()
+            .chain(subs.patterns.iter())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| eps.get(id))
+            .filter(|e| e.record.subscribes_to(event_type))
+            .collect()
+    }
+
     /// Every endpoint whose slot is in `slots`.
     pub fn endpoints_in_slots(
         &self,
@@ -173,5 +256,56 @@ pub fn endpoint_entry(record: EndpointRecord, revision: i64) -> EndpointEntry {
         revision,
         slot,
         rules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(id: &str, types: &[&str]) -> Arc<EndpointEntry> {
+        Arc::new(endpoint_entry(
+            EndpointRecord {
+                id: id.into(),
+                event_types: types.iter().map(|t| t.to_string()).collect(),
+                ..Default::default()
+            },
+            1,
+        ))
+    }
+
+    fn ids(v: &View, tenant: &str, ty: &str) -> Vec<String> {
+        v.subscribers(tenant, ty)
+            .into_iter()
+            .map(|e| e.record.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_index_finds_exact_and_pattern_subscribers_and_follows_updates() {
+        let mut v = View::default();
+        v.put_endpoint("acme", ep("ep_c", &["invoice.paid"]));
+        v.put_endpoint("acme", ep("ep_a", &["invoice.*"]));
+        v.put_endpoint("acme", ep("ep_b", &["order.created", "invoice.paid"]));
+        v.put_endpoint("other", ep("ep_z", &["*"]));
+        assert_eq!(ids(&v, "acme", "invoice.paid"), ["ep_a", "ep_b", "ep_c"]);
+        assert_eq!(ids(&v, "acme", "invoice.sent"), ["ep_a"]);
+        assert_eq!(ids(&v, "acme", "order.created"), ["ep_b"]);
+        assert_eq!(ids(&v, "acme", "user.created"), Vec::<String>::new());
+        assert_eq!(ids(&v, "other", "invoice.paid"), ["ep_z"]);
+
+        // An update that changes the types drops the old entries.
+        v.put_endpoint("acme", ep("ep_b", &["order.created"]));
+        v.put_endpoint("acme", ep("ep_a", &["invoice.sent"]));
+        assert_eq!(ids(&v, "acme", "invoice.paid"), ["ep_c"]);
+        assert_eq!(ids(&v, "acme", "invoice.sent"), ["ep_a"]);
+
+        assert!(v.remove_endpoint("acme", "ep_c").is_some());
+        assert!(v.remove_endpoint("acme", "ep_c").is_none());
+        assert_eq!(ids(&v, "acme", "invoice.paid"), Vec::<String>::new());
+        v.remove_endpoint("acme", "ep_a");
+        v.remove_endpoint("acme", "ep_b");
+        assert!(v.endpoints.is_empty() || !v.endpoints.contains_key("acme"));
+        assert!(!v.subscriptions.contains_key("acme"), "no index left behind");
     }
 }

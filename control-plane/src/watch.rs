@@ -46,10 +46,8 @@ async fn sync(store: &Store, view: &ViewHandle, slots_changed: &Notify) -> Resul
         .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
         .await?;
     let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-    let mut fresh = View {
-        revision,
-        ..View::default()
-    };
+    let mut fresh = View::default();
+    fresh.revision = revision;
     for kv in resp.kvs() {
         let key = String::from_utf8_lossy(kv.key());
         if let Some(rel) = key.strip_prefix(&prefix) {
@@ -115,11 +113,15 @@ fn apply_put(v: &mut View, rel: &str, value: &[u8], revision: i64) -> Option<Cha
     } else if let Some(rest) = rel.strip_prefix(keys::ENDPOINTS) {
         let (tenant, id) = rest.split_once('/')?;
         let rec: herald_shared::model::EndpointRecord = decode_logged(rel, value)?;
+        if rec.id != id {
+            tracing::warn!(
+                key = rel,
+                "skipping an endpoint whose id differs from its key"
+            );
+            return None;
+        }
         let entry = Arc::new(endpoint_entry(rec, revision));
-        v.endpoints
-            .entry(tenant.to_string())
-            .or_default()
-            .insert(id.to_string(), entry.clone());
+        v.put_endpoint(tenant, entry.clone());
         return Some(Change::EndpointPut(entry));
     } else if let Some(id) = rel.strip_prefix(keys::AGENTS) {
         let rec = decode_logged(rel, value)?;
@@ -139,11 +141,7 @@ fn apply_delete(v: &mut View, rel: &str) -> Option<Change> {
         v.tenants.remove(id);
     } else if let Some(rest) = rel.strip_prefix(keys::ENDPOINTS) {
         let (tenant, id) = rest.split_once('/')?;
-        let eps = v.endpoints.get_mut(tenant)?;
-        let entry = eps.remove(id)?;
-        if eps.is_empty() {
-            v.endpoints.remove(tenant);
-        }
+        let entry = v.remove_endpoint(tenant, id)?;
         return Some(Change::EndpointDeleted {
             id: id.to_string(),
             slot: entry.slot,

@@ -111,32 +111,26 @@ impl Api {
                 }
                 Some(_) => {}
             }
-            Ok(v.endpoints
-                .get(&r.tenant_id)
-                .map(|eps| {
-                    eps.values()
-                        .filter(|e| {
-                            e.record.accepts_events()
-                                && e.record.subscribes_to(&r.event_type)
-                                && (r.skip_key.is_empty()
-                                    || !e.record.skip_keys.contains(&r.skip_key))
-                                && e.rules.admit(&payload, change)
-                        })
-                        .map(|e| {
-                            // load_only: this endpoint gets only the listed fields.
-                            let body = if e.rules.load_only.is_empty() {
-                                None
-                            } else {
-                                Some(
-                                    herald_shared::filter::project(&payload, &e.rules.load_only)
-                                        .to_string(),
-                                )
-                            };
-                            (e.record.id.clone(), e.slot, body)
-                        })
-                        .collect::<Vec<_>>()
+            Ok(v.subscribers(&r.tenant_id, &r.event_type)
+                .into_iter()
+                .filter(|e| {
+                    e.record.accepts_events()
+                        && (r.skip_key.is_empty() || !e.record.skip_keys.contains(&r.skip_key))
+                        && e.rules.admit(&payload, change)
                 })
-                .unwrap_or_default())
+                .map(|e| {
+                    // load_only: this endpoint gets only the listed fields.
+                    let body = if e.rules.load_only.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            herald_shared::filter::project(&payload, &e.rules.load_only)
+                                .to_string(),
+                        )
+                    };
+                    (e.record.id.clone(), e.slot, body)
+                })
+                .collect::<Vec<_>>())
         })?;
         let deliveries = targets
             .into_iter()
