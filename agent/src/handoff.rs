@@ -125,6 +125,10 @@ impl Handoff {
                 })
                 .await?;
         }
+        // Whatever was accepted under the previous assignment is in the
+        // store before we look (otherwise a slot could be declared done
+        // with a delivery still on its way in, which would then go late).
+        self.state.ingest_barrier().await;
         let with_work = self.blocking(|s| s.slots_with_work()).await?;
         // Parked work of a slot that is ours outright (its handoff finished
         // before a restart, say) is queued now.

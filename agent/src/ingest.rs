@@ -66,6 +66,7 @@ impl AgentIngest for Ingest {
         req: Request<pb::HandoffBatch>,
     ) -> Result<Response<pb::HandoffAck>, Status> {
         let r = req.into_inner();
+        let _gate = self.state.ingest_guard().await;
         if herald_shared::ids::validate_name(&r.from_agent_id).is_err() {
             return Err(invalid("from_agent_id".into(), "is not a valid agent id").into());
         }
@@ -143,6 +144,8 @@ impl Ingest {
         &self,
         r: pb::IngestRequest,
     ) -> Result<Response<pb::IngestResponse>, Status> {
+        // From the ownership check until the commit (see `ingest_barrier`).
+        let _gate = self.state.ingest_guard().await;
         for (i, d) in r.deliveries.iter().enumerate() {
             if d.endpoint_id.is_empty() {
                 return Err(

@@ -33,6 +33,9 @@ pub struct AgentState {
     inner: Arc<RwLock<Inner>>,
     /// Bumped on every change, so waiters can re-check.
     version: watch::Sender<u64>,
+    /// Held (shared) by every store write that passed the ownership check,
+    /// until it is committed; see [`AgentState::ingest_barrier`].
+    ingest_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Default for AgentState {
@@ -47,6 +50,7 @@ impl AgentState {
         AgentState {
             inner: Arc::default(),
             version: watch::channel(0).0,
+            ingest_gate: Arc::default(),
         }
     }
 
@@ -57,6 +61,20 @@ impl AgentState {
 
     fn read<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
         f(&self.inner.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Held by an ingest from its ownership check until its deliveries are
+    /// committed.
+    pub async fn ingest_guard(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.ingest_gate.clone().read_owned().await
+    }
+
+    /// Returns once every ingest that checked ownership before this call
+    /// has committed. A handoff round passes it before it reads the store,
+    /// so a delivery accepted under the previous assignment cannot land in
+    /// a slot after the slot was declared handed over.
+    pub async fn ingest_barrier(&self) {
+        drop(self.ingest_gate.write().await);
     }
 
     /// Takes a new assignment.

@@ -306,6 +306,9 @@ mod tests {
         v.remove_endpoint("acme", "ep_a");
         v.remove_endpoint("acme", "ep_b");
         assert!(v.endpoints.is_empty() || !v.endpoints.contains_key("acme"));
-        assert!(!v.subscriptions.contains_key("acme"), "no index left behind");
+        assert!(
+            !v.subscriptions.contains_key("acme"),
+            "no index left behind"
+        );
     }
 }

@@ -621,7 +621,16 @@ async fn resend_recover_and_test_events_make_linked_deliveries() -> anyhow::Resu
     let t = c.api.delivery(TENANT, &example.delivery_id).await?;
     assert!(t.summary.is_some_and(|s| s.test));
 
-    let st = c.api.stats(TENANT, &ep).await?;
+    // A success is committed with the agent's next group, just after the
+    // receiver answered: wait for the counters to catch up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = c.api.stats(TENANT, &ep).await?;
+        if st.successes >= 8 || std::time::Instant::now() >= deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!((st.events, st.successes, st.failures), (13, 8, 5));
 
     // Unknown deliveries and types get clear statuses.

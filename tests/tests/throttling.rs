@@ -181,8 +181,12 @@ async fn a_failed_chunk_is_retried_whole_before_the_next() -> anyhow::Result<()>
     assert_eq!(chunks[2], chunks[3]);
     assert_eq!(chunks.len(), 6);
     assert_eq!(chunks[5], (30..35).collect::<Vec<_>>());
-    // Every event's log shows the chunk's attempts.
-    let first = c.api.deliveries_of("acme", &ep.id).await?;
+    // Every event's log shows the chunk's attempts (successes are committed
+    // just after the answer, so wait for all of them).
+    let first = c
+        .api
+        .wait_for_status("acme", &ep.id, pb::DeliveryStatus::Succeeded, 35, WAIT)
+        .await?;
     let d = first
         .iter()
         .find(|d| d.attempts == 2)
