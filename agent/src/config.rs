@@ -61,6 +61,11 @@ pub struct Config {
     /// Port 0 picks a free port, printed on stdout.
     #[arg(long, env = "HERALD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Memory for the store's page cache, MiB. Bounds the agent's RSS
+    /// whatever the size of its backlog; more makes reads of a large log
+    /// faster.
+    #[arg(long, env = "HERALD_STORE_CACHE_MIB", default_value_t = 64)]
+    pub store_cache_mib: usize,
     /// Deliver to plain-http URLs (development only; https otherwise).
     #[arg(long, env = "HERALD_ALLOW_HTTP")]
     pub allow_http: bool,

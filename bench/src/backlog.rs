@@ -307,9 +307,10 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
     let analysis = analysis::analyse(&arrivals, &published.started, p.endpoints);
     let last_arrival = analysis.last_arrival.unwrap_or_else(Instant::now);
     let drain_busy = (last_arrival - drain_start).as_secs_f64().max(1e-9);
+    // Samples taken while a killed agent was down read 0: leave them out.
     let drain: Vec<&Point> = timeline
         .iter()
-        .filter(|pt| pt.t_secs >= drain_from.as_secs_f64())
+        .filter(|pt| pt.t_secs >= drain_from.as_secs_f64() && pt.rss_kib > 0)
         .collect();
     let mib = |k: u64| k as f64 / 1024.0;
     let drain_rss = drain.iter().map(|pt| pt.rss_kib);

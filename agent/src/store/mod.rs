@@ -81,6 +81,9 @@ pub struct Retention {
     pub max_finished: u64,
 }
 
+/// Default page cache of the store.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -91,9 +94,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and starts its writer thread.
+    /// Opens (or creates) the store in `dir` with the default page cache.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = Database::create(dir.join("herald-agent.redb")).map_err(redb::Error::from)?;
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store in `dir`, caching at most
+    /// `cache_bytes` of pages in memory, and starts its writer thread.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Store> {
+        // redb's own default is a 1 GiB cache, which an agent with a large
+        // backlog fills: its RSS would grow with the store instead of
+        // staying flat.
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("herald-agent.redb"))
+            .map_err(redb::Error::from)?;
         let tx = db.begin_write().map_err(redb::Error::from)?;
         {
             use tables::*;
