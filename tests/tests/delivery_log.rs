@@ -732,8 +732,10 @@ async fn retention_keeps_the_store_bounded() -> anyhow::Result<()> {
         late <= 2 * early,
         "the store stops growing: at most {early} bytes in the first 7 s, {late} after"
     );
+    // Without retention the store holds every payload at least once (more
+    // than `total`); with it, well under half, even after one growth step.
     assert!(
-        late < total / 3,
+        late < total / 2,
         "the store holds far less than all traffic: {late} of {total} bytes"
     );
     // Queued work is never dropped: everything was delivered.
