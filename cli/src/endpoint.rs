@@ -7,7 +7,7 @@ use clap::{Subcommand, ValueEnum};
 use herald_proto::v1::{
     BasicAuth, BodySignature, CreateEndpointRequest, DeleteEndpointRequest, Endpoint, EndpointSpec,
     GetEndpointRequest, HttpMethod, JwtAuth, ListEndpointsRequest, ReceiverAuth,
-    RotateSecretRequest, SecretKind, SignatureEncoding,
+    RotateSecretRequest, SecretKind, SignatureEncoding, SignatureScheme,
     endpoint_service_client::EndpointServiceClient, receiver_auth,
 };
 use serde_json::{Value, json};
@@ -83,6 +83,9 @@ pub enum Cmd {
         /// Use this secret instead of a generated one.
         #[arg(long)]
         secret: Option<String>,
+        /// Switch the signing scheme (with the overlap, both are sent).
+        #[arg(long, value_enum)]
+        scheme: Option<Scheme>,
     },
     /// Lists a tenant's endpoints.
     List {
@@ -132,9 +135,30 @@ pub enum Cmd {
     },
 }
 
+/// A webhook-signature scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scheme {
+    /// v1: HMAC-SHA256 with a shared secret (whsec_).
+    Hmac,
+    /// v1a: Ed25519; receivers verify with the public key (whpk_).
+    Ed25519,
+}
+
+impl Scheme {
+    fn proto(self) -> i32 {
+        match self {
+            Scheme::Hmac => SignatureScheme::HmacSha256 as i32,
+            Scheme::Ed25519 => SignatureScheme::Ed25519 as i32,
+        }
+    }
+}
+
 /// How requests are signed, authenticated and throttled.
 #[derive(Debug, clap::Args)]
 pub struct DeliveryOpts {
+    /// Signature scheme of webhook-signature (default hmac).
+    #[arg(long, value_enum)]
+    signature_scheme: Option<Scheme>,
     /// Leave out the Standard Webhooks headers (webhook-id,
     /// webhook-timestamp, webhook-signature).
     #[arg(long)]
@@ -172,6 +196,7 @@ pub struct DeliveryOpts {
 
 impl DeliveryOpts {
     fn apply(self, spec: &mut EndpointSpec) {
+        spec.signature_scheme = self.signature_scheme.map_or(0, Scheme::proto);
         spec.omit_standard_signature = self.no_standard_signature;
         spec.body_signature = self.body_signature_header.map(|header| BodySignature {
             header,
@@ -211,7 +236,12 @@ fn parse_basic(s: &str) -> Result<(String, String), String> {
 fn security(s: &EndpointSpec) -> String {
     let mut parts = Vec::new();
     if !s.omit_standard_signature {
-        parts.push("standard-webhooks".to_string());
+        let scheme = if s.signature_scheme() == SignatureScheme::Ed25519 {
+            "v1a ed25519"
+        } else {
+            "v1 hmac"
+        };
+        parts.push(format!("standard-webhooks({scheme})"));
     }
     if let Some(b) = &s.body_signature {
         let enc = if b.encoding() == SignatureEncoding::Base64 {
@@ -275,6 +305,7 @@ fn to_json(e: &Endpoint) -> Value {
         "rate_limit_per_sec": s.rate_limit_per_sec,
         "insecure_tls": s.insecure_tls,
         "previous_secret_expires_at_ms": e.previous_secret_expires_at_ms,
+        "signing_public_keys": e.signing_public_keys,
         "labels": s.labels,
         "created_at_ms": e.created_at_ms,
         "updated_at_ms": e.updated_at_ms,
@@ -330,6 +361,7 @@ fn detail_rows(e: &Endpoint) -> Vec<Vec<String>> {
             ),
         ),
         ("insecure tls", s.insecure_tls.to_string()),
+        ("public keys", e.signing_public_keys.join(" ")),
         (
             "previous secret until",
             if e.previous_secret_expires_at_ms > 0 {
@@ -426,6 +458,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
             jwt,
             overlap_secs,
             secret,
+            scheme,
         } => {
             let req = RotateSecretRequest {
                 tenant_id: tenant,
@@ -437,6 +470,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
                 } as i32,
                 secret: secret.unwrap_or_default(),
                 overlap_secs,
+                scheme: scheme.map_or(0, Scheme::proto),
             };
             let resp = client.rotate_secret(req).await?.into_inner();
             let ep = resp.endpoint.unwrap_or_default();

@@ -18,7 +18,8 @@ pub struct ReceiverArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: String,
-    /// The endpoint's signing secret ("whsec_...").
+    /// The endpoint's signing secret ("whsec_..."), or for an ED25519
+    /// endpoint its public key ("whpk_...").
     #[arg(long)]
     secret: String,
     /// Largest accepted difference between webhook-timestamp and now.
@@ -33,8 +34,10 @@ struct Config {
 
 /// Serves until the process is stopped.
 pub async fn run(args: ReceiverArgs) -> Result<()> {
-    if !signing::is_valid_secret(&args.secret) {
-        bail!("--secret must be 'whsec_' followed by base64");
+    if !signing::is_valid_secret(&args.secret)
+        && !args.secret.starts_with(signing::PUBLIC_KEY_PREFIX)
+    {
+        bail!("--secret must be 'whsec_' or 'whpk_' followed by base64");
     }
     let cfg = Arc::new(Config {
         secret: args.secret,

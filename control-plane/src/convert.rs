@@ -3,6 +3,7 @@
 
 use herald_proto::v1 as pb;
 use herald_shared::model::{AuthRecord, EndpointRecord, EventTypeRecord, Method, TenantRecord};
+use herald_shared::signing::is_private_key;
 
 use crate::view::EndpointEntry;
 
@@ -88,7 +89,22 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
             chunk_delay_ms: rec.chunk_delay_ms,
             rate_limit_per_sec: rec.rate_limit_per_sec,
             insecure_tls: rec.insecure_tls,
+            signature_scheme: if rec
+                .signing_secrets
+                .first()
+                .is_some_and(|s| is_private_key(s))
+            {
+                pb::SignatureScheme::Ed25519
+            } else {
+                pb::SignatureScheme::HmacSha256
+            } as i32,
         }),
+        // Public keys are not secrets: receivers need them to verify.
+        signing_public_keys: rec
+            .live_secrets(herald_shared::time::now_ms())
+            .iter()
+            .filter_map(|s| herald_shared::signing::public_key(s).ok())
+            .collect(),
         previous_secret_expires_at_ms: rec
             .previous_secrets
             .iter()

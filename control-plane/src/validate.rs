@@ -409,16 +409,42 @@ pub fn jwt_secret(field: &str, value: &str, empty_ok: bool) -> Result<()> {
     Ok(())
 }
 
-/// A caller-chosen Standard Webhooks secret: `whsec_` + base64 of 24 to 64
-/// bytes.
+/// A caller-chosen signing key: `whsec_` + base64 of 24 to 64 bytes, or an
+/// Ed25519 private key `whsk_` + base64 of a 32-byte seed.
 pub fn signing_secret(field: &str, value: &str) -> Result<()> {
+    if herald_shared::signing::is_private_key(value) {
+        return herald_shared::signing::public_key(value)
+            .map(|_| ())
+            .map_err(|_| {
+                Error::invalid(
+                    field,
+                    "must be 'whsk_' followed by base64 of a 32-byte seed",
+                )
+            });
+    }
     match herald_shared::signing::key_len(value) {
         Some(n) if (24..=64).contains(&n) => Ok(()),
         Some(n) => Err(Error::invalid(
             field,
             format!("holds {n} key bytes; 24 to 64 are needed"),
         )),
-        None => Err(Error::invalid(field, "must be 'whsec_' followed by base64")),
+        None => Err(Error::invalid(
+            field,
+            "must be 'whsec_' followed by base64, or 'whsk_' and an Ed25519 seed",
+        )),
+    }
+}
+
+/// The signing scheme a spec asks for: None when unspecified.
+pub fn scheme(field: &str, value: i32) -> Result<Option<bool>> {
+    match pb::SignatureScheme::try_from(value) {
+        Ok(pb::SignatureScheme::Unspecified) => Ok(None),
+        Ok(pb::SignatureScheme::HmacSha256) => Ok(Some(false)),
+        Ok(pb::SignatureScheme::Ed25519) => Ok(Some(true)),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown scheme {value} (HMAC_SHA256 or ED25519)"),
+        )),
     }
 }
 

@@ -1,6 +1,9 @@
-//! Standard Webhooks signing (<https://www.standardwebhooks.com>): the
-//! signature is `v1,` + base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))
-//! where the secret is the base64 part of `whsec_...`.
+//! Standard Webhooks signing (<https://www.standardwebhooks.com>) over
+//! `"{id}.{timestamp}.{body}"`:
+//! - `v1,` + base64(HMAC-SHA256) with a symmetric secret `whsec_<base64 key>`;
+//! - `v1a,` + base64(Ed25519 signature) with a private key `whsk_<base64 of
+//!   the 32-byte seed>`; receivers verify with the public key
+//!   `whpk_<base64>`, which is not a secret.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -9,6 +12,10 @@ use sha2::Sha256;
 
 /// Prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
+/// Prefix of an Ed25519 private key.
+pub const PRIVATE_KEY_PREFIX: &str = "whsk_";
+/// Prefix of an Ed25519 public key.
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
 
 /// Why a secret or a signature could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +31,37 @@ pub enum SigningError {
 /// A fresh secret: `whsec_` + base64 of 24 random bytes.
 pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", B64.encode(rand::random::<[u8; 24]>()))
+}
+
+/// A fresh Ed25519 private key: `whsk_` + base64 of a random 32-byte seed.
+pub fn generate_private_key() -> String {
+    format!(
+        "{PRIVATE_KEY_PREFIX}{}",
+        B64.encode(rand::random::<[u8; 32]>())
+    )
+}
+
+fn key_pair(private_key: &str) -> Result<ring::signature::Ed25519KeyPair, SigningError> {
+    let seed = private_key
+        .strip_prefix(PRIVATE_KEY_PREFIX)
+        .and_then(|b| B64.decode(b).ok())
+        .ok_or(SigningError::BadSecret)?;
+    ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| SigningError::BadSecret)
+}
+
+/// The public key (`whpk_...`) of an Ed25519 private key (`whsk_...`).
+pub fn public_key(private_key: &str) -> Result<String, SigningError> {
+    use ring::signature::KeyPair as _;
+    let pair = key_pair(private_key)?;
+    Ok(format!(
+        "{PUBLIC_KEY_PREFIX}{}",
+        B64.encode(pair.public_key().as_ref())
+    ))
+}
+
+/// Whether `secret` is an Ed25519 private key rather than an HMAC secret.
+pub fn is_private_key(secret: &str) -> bool {
+    secret.starts_with(PRIVATE_KEY_PREFIX)
 }
 
 /// A fresh JWT secret: 32 random bytes, base64url (43 characters).
@@ -73,13 +111,24 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// One `v1,<base64>` signature of a message.
+/// One signature of a message: `v1,<base64>` for an HMAC secret,
+/// `v1a,<base64>` for an Ed25519 private key.
 pub fn sign(
     secret: &str,
     msg_id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, SigningError> {
+    if is_private_key(secret) {
+        let pair = key_pair(secret)?;
+        let mut msg = Vec::with_capacity(msg_id.len() + body.len() + 24);
+        msg.extend_from_slice(msg_id.as_bytes());
+        msg.push(b'.');
+        msg.extend_from_slice(timestamp.to_string().as_bytes());
+        msg.push(b'.');
+        msg.extend_from_slice(body);
+        return Ok(format!("v1a,{}", B64.encode(pair.sign(&msg).as_ref())));
+    }
     let key = key_bytes(secret)?;
     Ok(format!(
         "v1,{}",
@@ -102,8 +151,9 @@ pub fn signature_header(
     Ok(sigs?.join(" "))
 }
 
-/// Checks a `webhook-signature` header against one secret, in constant time
-/// per candidate. Timestamp tolerance is the caller's business.
+/// Checks a `webhook-signature` header against one secret (`v1`, in
+/// constant time per candidate) or one Ed25519 public key `whpk_...`
+/// (`v1a`). Timestamp tolerance is the caller's business.
 pub fn verify(
     secret: &str,
     msg_id: &str,
@@ -111,6 +161,28 @@ pub fn verify(
     body: &[u8],
     header: &str,
 ) -> Result<(), SigningError> {
+    if let Some(b64) = secret.strip_prefix(PUBLIC_KEY_PREFIX) {
+        let pk = B64.decode(b64).map_err(|_| SigningError::BadSecret)?;
+        let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, pk);
+        let msg = [
+            msg_id.as_bytes(),
+            b".",
+            timestamp.to_string().as_bytes(),
+            b".",
+            body,
+        ]
+        .concat();
+        let ok = header.split(' ').any(|c| {
+            c.strip_prefix("v1a,")
+                .and_then(|b| B64.decode(b).ok())
+                .is_some_and(|sig| key.verify(&msg, &sig).is_ok())
+        });
+        return if ok {
+            Ok(())
+        } else {
+            Err(SigningError::NoMatch)
+        };
+    }
     let key = key_bytes(secret)?;
     for candidate in header.split(' ') {
         let Some(b64) = candidate.strip_prefix("v1,") else {
@@ -187,6 +259,41 @@ mod tests {
         );
         let two = vec!["Jefe".to_string(), "Jefe".to_string()];
         assert_eq!(body_signature(&two, body, true).split(", ").count(), 2);
+    }
+
+    #[test]
+    fn ed25519_signatures_verify_with_the_public_key_only() {
+        use ring::signature::{ED25519, UnparsedPublicKey};
+        let private = generate_private_key();
+        let public = public_key(&private).unwrap();
+        let sig = sign(&private, "msg_1", 1614265330, b"{}").unwrap();
+        let raw = B64.decode(sig.strip_prefix("v1a,").unwrap()).unwrap();
+        let pk = B64
+            .decode(public.strip_prefix(PUBLIC_KEY_PREFIX).unwrap())
+            .unwrap();
+        let key = UnparsedPublicKey::new(&ED25519, &pk);
+        assert!(key.verify(b"msg_1.1614265330.{}", &raw).is_ok());
+        assert!(key.verify(b"msg_1.1614265331.{}", &raw).is_err());
+        // RFC 8032 test 1: the seed gives the published public key.
+        let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+        let seed: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&seed[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let pk = public_key(&format!("whsk_{}", B64.encode(&seed))).unwrap();
+        let pk = B64
+            .decode(pk.strip_prefix(PUBLIC_KEY_PREFIX).unwrap())
+            .unwrap();
+        assert_eq!(
+            hex(&pk),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        assert!(public_key("whsk_!!").is_err());
+        let header = format!("v1,bogus {sig}");
+        assert!(verify(&public, "msg_1", 1614265330, b"{}", &header).is_ok());
+        assert_eq!(
+            verify(&public, "msg_1", 1614265330, b"{ }", &header),
+            Err(SigningError::NoMatch)
+        );
     }
 
     #[test]

@@ -382,6 +382,7 @@ async fn rotation_signs_with_both_secrets_during_the_overlap_only() -> anyhow::R
         kind: pb::SecretKind::Signing as i32,
         secret: secret.into(),
         overlap_secs: overlap,
+        scheme: 0,
     };
     let verifies = |r: &Received, s: &str| standard_ok(r, s) && body_ok(r, "x-signature", s, false);
 
@@ -483,6 +484,118 @@ async fn rotation_signs_with_both_secrets_during_the_overlap_only() -> anyhow::R
     let status = e.rotate_secret(jwt).await.unwrap_err();
     assert!(
         status.message().starts_with("overlap_secs: "),
+        "{}",
+        status.message()
+    );
+    Ok(())
+}
+
+/// Standard Webhooks `v1a`: an Ed25519 signature over "id.ts.body",
+/// checked with the endpoint's public key.
+fn ed25519_ok(r: &Received, public_key: &str) -> bool {
+    use ring::signature::{ED25519, UnparsedPublicKey};
+    let Some(pk) = public_key
+        .strip_prefix("whpk_")
+        .and_then(|b| B64.decode(b).ok())
+    else {
+        return false;
+    };
+    let msg = [
+        r.header("webhook-id").as_bytes(),
+        b".",
+        r.header("webhook-timestamp").as_bytes(),
+        b".",
+        &r.body,
+    ]
+    .concat();
+    r.header("webhook-signature").split(' ').any(|s| {
+        s.strip_prefix("v1a,")
+            .and_then(|b| B64.decode(b).ok())
+            .is_some_and(|sig| {
+                UnparsedPublicKey::new(&ED25519, &pk)
+                    .verify(&msg, &sig)
+                    .is_ok()
+            })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ed25519_signatures_verify_with_the_public_key_and_can_be_rotated_to() -> anyhow::Result<()>
+{
+    let mut c = setup().await?;
+    let rx = Receiver::start().await;
+    let created = create(
+        &mut c.api,
+        pb::EndpointSpec {
+            signature_scheme: pb::SignatureScheme::Ed25519 as i32,
+            ..spec(&rx, "ed")
+        },
+    )
+    .await?;
+    assert!(
+        created.signing_secret.starts_with("whsk_"),
+        "the private key, once"
+    );
+    let ep = created.endpoint.expect("endpoint");
+    assert_eq!(ep.signing_public_keys.len(), 1);
+    let public = ep.signing_public_keys[0].clone();
+    assert!(public.starts_with("whpk_"));
+    assert_eq!(
+        ep.spec.as_ref().map(|s| s.signature_scheme),
+        Some(pb::SignatureScheme::Ed25519 as i32)
+    );
+    assert!(!format!("{ep:?}").contains(&created.signing_secret));
+
+    c.api.publish_seqs(0..1).await?;
+    let r = rx.wait_for(1, WAIT).await.remove(0);
+    assert!(ed25519_ok(&r, &public));
+    assert!(
+        !r.header("webhook-signature").contains("v1,"),
+        "no HMAC signature"
+    );
+
+    // Moving to HMAC with an overlap: both signatures meanwhile.
+    let rotated = c
+        .api
+        .endpoints
+        .rotate_secret(pb::RotateSecretRequest {
+            tenant_id: "acme".into(),
+            id: ep.id.clone(),
+            scheme: pb::SignatureScheme::HmacSha256 as i32,
+            overlap_secs: Some(60),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(rotated.secret.starts_with("whsec_"));
+    let after = rotated.endpoint.expect("endpoint");
+    assert_eq!(
+        after.signing_public_keys,
+        vec![public.clone()],
+        "the old key still signs"
+    );
+    c.api.publish_seqs(1..2).await?;
+    let r = rx.wait_for(2, WAIT).await.remove(1);
+    assert!(ed25519_ok(&r, &public));
+    assert!(standard_ok(&r, &rotated.secret));
+
+    // The scheme changes only through RotateSecret.
+    let mut spec = after.spec.clone().expect("spec");
+    spec.signature_scheme = pb::SignatureScheme::Ed25519 as i32;
+    let status = c
+        .api
+        .endpoints
+        .update_endpoint(pb::UpdateEndpointRequest {
+            tenant_id: "acme".into(),
+            id: ep.id.clone(),
+            spec: Some(spec),
+            expected_revision: after.revision,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("spec.signature_scheme: "),
         "{}",
         status.message()
     );

@@ -4,7 +4,9 @@ use herald_proto::v1 as pb;
 use herald_proto::v1::endpoint_service_server::EndpointService;
 use herald_shared::ids::new_endpoint_id;
 use herald_shared::model::{AuthRecord, EndpointRecord, ExpiringSecretRecord};
-use herald_shared::signing::{generate_jwt_secret, generate_secret};
+use herald_shared::signing::{
+    generate_jwt_secret, generate_private_key, generate_secret, is_private_key,
+};
 use herald_shared::time::now_ms;
 use tonic::{Request, Response, Status};
 
@@ -75,8 +77,17 @@ impl EndpointService for Api {
     ) -> Result<Response<pb::CreateEndpointResponse>, Status> {
         let r = req.into_inner();
         validate::name("tenant_id", &r.tenant_id)?;
+        let ed25519 = validate::scheme(
+            "spec.signature_scheme",
+            r.spec.as_ref().map_or(0, |s| s.signature_scheme),
+        )?
+        .unwrap_or(false);
         let mut spec = self.checked_spec(r.spec)?;
-        let secret = generate_secret();
+        let secret = if ed25519 {
+            generate_private_key()
+        } else {
+            generate_secret()
+        };
         let mut jwt_secret = String::new();
         if let Some(AuthRecord::Jwt { secret, .. }) = &mut spec.auth
             && secret.is_empty()
@@ -155,8 +166,23 @@ impl EndpointService for Api {
     ) -> Result<Response<pb::Endpoint>, Status> {
         let r = req.into_inner();
         let expected = expected_revision(r.expected_revision)?;
+        let asked = validate::scheme(
+            "spec.signature_scheme",
+            r.spec.as_ref().map_or(0, |s| s.signature_scheme),
+        )?;
         let mut spec = self.checked_spec(r.spec)?;
         let old = self.load_endpoint(&r.tenant_id, &r.id).await?.value;
+        let current = old
+            .signing_secrets
+            .first()
+            .is_some_and(|s| is_private_key(s));
+        if asked.is_some_and(|ed| ed != current) {
+            return Err(Error::invalid(
+                "spec.signature_scheme",
+                "changes only through RotateSecret (with its scheme), which hands out the new key",
+            )
+            .into());
+        }
         keep_auth_secret(&mut spec.auth, old.auth)?;
         let now = now_ms();
         let rec = EndpointRecord {
@@ -244,11 +270,36 @@ impl EndpointService for Api {
                 .into());
             }
         };
+        let scheme = validate::scheme("scheme", r.scheme)?;
+        if jwt && scheme.is_some() {
+            return Err(Error::invalid("scheme", "applies to signing secrets only").into());
+        }
         let new_secret = match (jwt, r.secret.is_empty()) {
-            (false, true) => generate_secret(),
+            (false, true) => {
+                let ed25519 = match scheme {
+                    Some(ed) => ed,
+                    None => self
+                        .load_endpoint(&r.tenant_id, &r.id)
+                        .await?
+                        .value
+                        .signing_secrets
+                        .first()
+                        .is_some_and(|s| is_private_key(s)),
+                };
+                if ed25519 {
+                    generate_private_key()
+                } else {
+                    generate_secret()
+                }
+            }
             (true, true) => generate_jwt_secret(),
             (false, false) => {
                 validate::signing_secret("secret", &r.secret)?;
+                if scheme.is_some_and(|ed| ed != is_private_key(&r.secret)) {
+                    return Err(
+                        Error::invalid("secret", "is not a key of the scheme asked for").into(),
+                    );
+                }
                 r.secret
             }
             (true, false) => {
