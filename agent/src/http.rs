@@ -182,7 +182,9 @@ pub async fn attempt(
 ) -> Attempted {
     let method = if ep.use_get { "GET" } else { "POST" };
     let url = reqwest::Url::parse(&ep.url).ok();
-    let head = chunk.first().copied().cloned().unwrap_or_default();
+    // The chunk's first delivery names the attempt and carries its trace.
+    let head = chunk.first().copied();
+    let event_id = head.map_or("", |d| d.event_id.as_str());
     let span = tracing::info_span!(
         "attempt",
         otel.name = method,
@@ -194,14 +196,16 @@ pub async fn attempt(
         server.port = url.as_ref().and_then(|u| u.port_or_known_default()).unwrap_or(0),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
-        herald.event_id = %head.event_id,
+        herald.event_id = %event_id,
         herald.endpoint_id = %ep.id,
         herald.tenant_id = %ep.tenant_id,
         herald.attempt = number,
         herald.chunk_size = chunk.len(),
         trace_id = tracing::field::Empty,
     );
-    herald_shared::telemetry::continue_trace(&span, &head.traceparent, &head.tracestate);
+    if let Some(d) = head {
+        herald_shared::telemetry::continue_trace(&span, &d.traceparent, &d.tracestate);
+    }
     let trace = herald_shared::telemetry::context_of(&span);
     let done = send(clients, ep, chunk, history, body_limit, trace)
         .instrument(span.clone())

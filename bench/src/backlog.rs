@@ -292,7 +292,7 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
         cluster::enable_all(&cluster.api, p.setup_concurrency).await?;
     }
     let drain_from = drain_start - t0;
-    wait_all(
+    crate::load::wait_for_deliveries(
         &receiver,
         p.events as usize,
         Duration::from_secs(p.stall_secs),
@@ -345,26 +345,4 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
         analysis,
         timeline,
     })
-}
-
-/// Waits until `n` distinct deliveries arrived, or none for `stall`.
-async fn wait_all(receiver: &Receiver, n: usize, stall: Duration) {
-    let mut seen = receiver.delivered();
-    let mut progress = Instant::now();
-    let mut reported = Instant::now();
-    while seen < n {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = receiver.delivered();
-        if now > seen {
-            seen = now;
-            progress = Instant::now();
-        } else if progress.elapsed() >= stall {
-            eprintln!("herald-bench: {seen} of {n} arrived; none for {stall:?}, giving up");
-            return;
-        }
-        if reported.elapsed() >= Duration::from_secs(10) {
-            eprintln!("herald-bench: {seen} of {n} delivered");
-            reported = Instant::now();
-        }
-    }
 }

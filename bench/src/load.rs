@@ -131,10 +131,12 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
     })
 }
 
-/// Waits until `n` deliveries arrived, or none came for `stall`.
-async fn wait_for_deliveries(receiver: &Receiver, n: usize, stall: Duration) {
+/// Waits until `n` deliveries arrived, or none came for `stall`; says how
+/// far it got every 10 s.
+pub(crate) async fn wait_for_deliveries(receiver: &Receiver, n: usize, stall: Duration) {
     let mut seen = receiver.delivered();
     let mut last_progress = Instant::now();
+    let mut reported = Instant::now();
     while seen < n {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let now = receiver.delivered();
@@ -146,6 +148,10 @@ async fn wait_for_deliveries(receiver: &Receiver, n: usize, stall: Duration) {
                 "herald-bench: {seen} of {n} deliveries arrived; none for {stall:?}, giving up"
             );
             return;
+        }
+        if reported.elapsed() >= Duration::from_secs(10) {
+            eprintln!("herald-bench: {seen} of {n} delivered");
+            reported = Instant::now();
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use herald_proto::v1 as pb;
 use herald_shared::model::{AuthRecord, EndpointRecord, EventTypeRecord, Method, TenantRecord};
-use herald_shared::signing::is_private_key;
 
 use crate::view::EndpointEntry;
 
@@ -89,11 +88,7 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
             chunk_delay_ms: rec.chunk_delay_ms,
             rate_limit_per_sec: rec.rate_limit_per_sec,
             insecure_tls: rec.insecure_tls,
-            signature_scheme: if rec
-                .signing_secrets
-                .first()
-                .is_some_and(|s| is_private_key(s))
-            {
+            signature_scheme: if rec.signs_with_ed25519() {
                 pb::SignatureScheme::Ed25519
             } else {
                 pb::SignatureScheme::HmacSha256

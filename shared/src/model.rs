@@ -177,6 +177,13 @@ impl EndpointRecord {
         out
     }
 
+    /// Whether its current signing key is Ed25519 (`v1a`) rather than HMAC.
+    pub fn signs_with_ed25519(&self) -> bool {
+        self.signing_secrets
+            .first()
+            .is_some_and(|s| crate::signing::is_private_key(s))
+    }
+
     /// The retry schedule in force.
     pub fn retry_schedule(&self) -> Vec<u64> {
         self.retry_schedule_ms

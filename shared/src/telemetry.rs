@@ -120,8 +120,13 @@ fn build_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
 /// The W3C `traceparent` and `tracestate` of `span`, empty when it is not
 /// traced (export off, or not sampled).
 pub fn context_of(span: &tracing::Span) -> (String, String) {
+    let cx = span.context();
+    // The common case with export off: nothing to carry, nothing to build.
+    if !cx.span().span_context().is_valid() {
+        return (String::new(), String::new());
+    }
     let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     (
         carrier.remove("traceparent").unwrap_or_default(),
         carrier.remove("tracestate").unwrap_or_default(),

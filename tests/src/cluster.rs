@@ -519,6 +519,15 @@ impl Cluster {
         })
     }
 
+    /// A cluster with event type `event_type` and tenant `acme`, and a
+    /// fresh receiver.
+    pub async fn with_receiver(event_type: &str) -> anyhow::Result<(Cluster, Receiver)> {
+        let mut c = Cluster::start().await?;
+        c.api.event_type(event_type).await?;
+        c.api.tenant("acme").await?;
+        Ok((c, Receiver::start().await))
+    }
+
     /// A cluster with event type `event_type`, tenant `acme` and one enabled
     /// endpoint of it for `patterns`, at `path` on a fresh receiver.
     pub async fn with_endpoint(
@@ -526,10 +535,7 @@ impl Cluster {
         path: &str,
         patterns: &[&str],
     ) -> anyhow::Result<(Cluster, Receiver, pb::CreateEndpointResponse)> {
-        let mut c = Cluster::start().await?;
-        let receiver = Receiver::start().await;
-        c.api.event_type(event_type).await?;
-        c.api.tenant("acme").await?;
+        let (mut c, receiver) = Cluster::with_receiver(event_type).await?;
         let created = c
             .api
             .endpoint("acme", &receiver.url(path), patterns)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use herald_proto::v1 as pb;
 use herald_tests::cluster::{Clients, Cluster};
-use herald_tests::receiver::{Received, Receiver};
+use herald_tests::receiver::Received;
 
 fn seqs(received: &[Received]) -> Vec<u64> {
     received
@@ -87,16 +87,9 @@ async fn publish_all(api: &mut Clients, n: u64) -> anyhow::Result<Vec<u64>> {
     Ok((0..n).filter(|s| replies[*s as usize] == 1).collect())
 }
 
-async fn setup() -> anyhow::Result<(Cluster, Receiver)> {
-    let mut c = Cluster::start().await?;
-    c.api.event_type("order.created").await?;
-    c.api.tenant("acme").await?;
-    Ok((c, Receiver::start().await))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn gone_disables_at_once_and_enabling_resumes_in_order() -> anyhow::Result<()> {
-    let (mut c, receiver) = setup().await?;
+    let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
     let ep = create(&mut c.api, &receiver.url("/"), vec![100; 5], 0).await?;
     assert_eq!(
         ep.spec.as_ref().map(|s| s.disable_after_failures),
@@ -138,7 +131,7 @@ async fn gone_disables_at_once_and_enabling_resumes_in_order() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consecutive_final_failures_disable_and_keep_the_rest() -> anyhow::Result<()> {
-    let (mut c, receiver) = setup().await?;
+    let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
     // No retries: each failed attempt is a final failure; two in a row disable.
     let ep = create(&mut c.api, &receiver.url("/"), vec![], 2).await?;
     receiver.set_status(500);
@@ -177,7 +170,7 @@ async fn consecutive_final_failures_disable_and_keep_the_rest() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_failure_count_survives_a_kill_9() -> anyhow::Result<()> {
-    let (mut c, receiver) = setup().await?;
+    let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
     let ep = create(&mut c.api, &receiver.url("/"), vec![], 2).await?;
     receiver.set_status(500);
     assert_eq!(publish_all(&mut c.api, 1).await?, [0]);
@@ -215,7 +208,7 @@ async fn the_failure_count_survives_a_kill_9() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_endpoint_can_queue_new_events() -> anyhow::Result<()> {
-    let (mut c, receiver) = setup().await?;
+    let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
     let mut spec = pb::EndpointSpec {
         name: "queueing".into(),
         url: receiver.url("/"),

@@ -86,16 +86,9 @@ fn seqs(r: &Received) -> Vec<u64> {
         .collect()
 }
 
-async fn setup() -> anyhow::Result<(Cluster, Receiver)> {
-    let mut c = Cluster::start().await?;
-    c.api.event_type("order.created").await?;
-    c.api.tenant("acme").await?;
-    Ok((c, Receiver::start().await))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_goes_out_in_spaced_chunks_in_order() -> anyhow::Result<()> {
-    let (mut c, rx) = setup().await?;
+    let (mut c, rx) = Cluster::with_receiver("order.created").await?;
     let ep = queued_endpoint(
         &mut c.api,
         &rx,
@@ -157,7 +150,7 @@ async fn a_burst_goes_out_in_spaced_chunks_in_order() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_chunk_is_retried_whole_before_the_next() -> anyhow::Result<()> {
-    let (mut c, rx) = setup().await?;
+    let (mut c, rx) = Cluster::with_receiver("order.created").await?;
     let ep = queued_endpoint(
         &mut c.api,
         &rx,
@@ -198,7 +191,7 @@ async fn a_failed_chunk_is_retried_whole_before_the_next() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limit_holds_over_ten_seconds() -> anyhow::Result<()> {
-    let (mut c, rx) = setup().await?;
+    let (mut c, rx) = Cluster::with_receiver("order.created").await?;
     let ep = queued_endpoint(
         &mut c.api,
         &rx,

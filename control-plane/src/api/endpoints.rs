@@ -172,11 +172,7 @@ impl EndpointService for Api {
         )?;
         let mut spec = self.checked_spec(r.spec)?;
         let old = self.load_endpoint(&r.tenant_id, &r.id).await?.value;
-        let current = old
-            .signing_secrets
-            .first()
-            .is_some_and(|s| is_private_key(s));
-        if asked.is_some_and(|ed| ed != current) {
+        if asked.is_some_and(|ed| ed != old.signs_with_ed25519()) {
             return Err(Error::invalid(
                 "spec.signature_scheme",
                 "changes only through RotateSecret (with its scheme), which hands out the new key",
@@ -274,25 +270,10 @@ impl EndpointService for Api {
         if jwt && scheme.is_some() {
             return Err(Error::invalid("scheme", "applies to signing secrets only").into());
         }
-        let new_secret = match (jwt, r.secret.is_empty()) {
-            (false, true) => {
-                let ed25519 = match scheme {
-                    Some(ed) => ed,
-                    None => self
-                        .load_endpoint(&r.tenant_id, &r.id)
-                        .await?
-                        .value
-                        .signing_secrets
-                        .first()
-                        .is_some_and(|s| is_private_key(s)),
-                };
-                if ed25519 {
-                    generate_private_key()
-                } else {
-                    generate_secret()
-                }
-            }
-            (true, true) => generate_jwt_secret(),
+        // A caller's secret is checked now; a generated one is made from the
+        // record read below (its scheme, unless the request names one).
+        let mut new_secret = match (jwt, r.secret.is_empty()) {
+            (_, true) => None,
             (false, false) => {
                 validate::signing_secret("secret", &r.secret)?;
                 if scheme.is_some_and(|ed| ed != is_private_key(&r.secret)) {
@@ -300,11 +281,11 @@ impl EndpointService for Api {
                         Error::invalid("secret", "is not a key of the scheme asked for").into(),
                     );
                 }
-                r.secret
+                Some(r.secret)
             }
             (true, false) => {
                 validate::jwt_secret("secret", &r.secret, false)?;
-                r.secret
+                Some(r.secret)
             }
         };
         // A concurrent update wins the race; read again and redo ours on it.
@@ -314,6 +295,13 @@ impl EndpointService for Api {
             let now = now_ms();
             rec.updated_at_ms = now;
             rec.previous_secrets.retain(|p| p.expires_at_ms > now);
+            let new_secret = new_secret
+                .get_or_insert_with(|| match (jwt, scheme.unwrap_or(rec.signs_with_ed25519())) {
+                    (true, _) => generate_jwt_secret(),
+                    (false, true) => generate_private_key(),
+                    (false, false) => generate_secret(),
+                })
+                .clone();
             if jwt {
                 let Some(AuthRecord::Jwt { secret, .. }) = &mut rec.auth else {
                     return Err(Error::FailedPrecondition(format!(
