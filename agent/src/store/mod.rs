@@ -19,10 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
+mod feed;
 mod read;
 mod tables;
 mod write;
 
+pub use feed::{Subscription, Taken};
 pub use read::ListPage;
 use write::WriteOp;
 
@@ -89,6 +91,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub struct Store {
     db: Arc<Database>,
     writer: mpsc::Sender<WriteOp>,
+    feeds: Arc<feed::Feeds>,
     /// Deliveries with a seq below this were stored before this start.
     first_seq_of_this_run: u64,
 }
@@ -122,10 +125,10 @@ impl Store {
             tx.open_table(BY_TENANT).map_err(redb::Error::from)?;
             tx.open_table(ATTEMPTS).map_err(redb::Error::from)?;
             tx.open_table(DONE).map_err(redb::Error::from)?;
-            tx.open_table(SEEN).map_err(redb::Error::from)?;
             tx.open_table(STATS).map_err(redb::Error::from)?;
             tx.open_table(META).map_err(redb::Error::from)?;
         }
+        migrate_id_index(&tx).map_err(Error::Store)?;
         tx.commit().map_err(redb::Error::from)?;
         let first_seq_of_this_run = {
             use redb::ReadableDatabase as _;
@@ -139,15 +142,33 @@ impl Store {
         let db = Arc::new(db);
         let (writer, rx) = mpsc::channel(8192);
         let wdb = db.clone();
+        let feeds = Arc::new(feed::Feeds::default());
+        let wfeeds = feeds.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write::writer_loop(&wdb, rx))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| write::writer_loop(&wdb, rx, &wfeeds));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Without its writer the agent can store nothing and
+                    // would fail every call forever; a restart recovers
+                    // everything committed.
+                    tracing::error!("the store writer panicked; exiting");
+                    std::process::exit(70);
+                }
+            })
             .map_err(|e| Error::Store(redb::Error::Io(e)))?;
         Ok(Store {
             db,
             writer,
+            feeds,
             first_seq_of_this_run,
         })
+    }
+
+    /// Subscribes to the deliveries queued for `endpoint_id` from now on
+    /// (see `store/feed.rs`): one subscription per endpoint worker.
+    pub fn subscribe(&self, endpoint_id: &str) -> Subscription {
+        Subscription::new(self.feeds.clone(), endpoint_id)
     }
 
     async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
@@ -285,6 +306,42 @@ impl Store {
     fn read(&self) -> Result<redb::ReadTransaction> {
         Ok(self.db.begin_read().map_err(redb::Error::from)?)
     }
+}
+
+/// Folds the id and idempotency tables of stores written before they were
+/// merged into [`tables::IDS`], and drops them.
+fn migrate_id_index(tx: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    use redb::{ReadableTable, TableHandle};
+    let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_string()).collect();
+    if !names
+        .iter()
+        .any(|n| n == tables::OLD_IDS.name() || n == tables::OLD_SEEN.name())
+    {
+        return Ok(());
+    }
+    let mut ids = tx.open_table(tables::IDS)?;
+    let now = herald_shared::time::now_ms();
+    if names.iter().any(|n| n == tables::OLD_IDS.name()) {
+        let old = tx.open_table(tables::OLD_IDS)?;
+        for row in old.iter()? {
+            let (id, seq) = row?;
+            ids.insert(id.value(), (seq.value(), now))?;
+        }
+    }
+    if names.iter().any(|n| n == tables::OLD_SEEN.name()) {
+        let old = tx.open_table(tables::OLD_SEEN)?;
+        for row in old.iter()? {
+            let (key, at) = row?;
+            let id = key.value().1;
+            if ids.get(id)?.is_none() {
+                ids.insert(id, (0, at.value()))?;
+            }
+        }
+    }
+    drop(ids);
+    tx.delete_table(tables::OLD_IDS)?;
+    tx.delete_table(tables::OLD_SEEN)?;
+    Ok(())
 }
 
 #[cfg(test)]

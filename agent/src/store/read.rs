@@ -57,7 +57,7 @@ fn state(tx: &ReadTransaction, seq: u64) -> Result<State> {
 
 impl Store {
     /// Up to `limit` queued items of an endpoint, in queue order, from the
-    /// position after `after`.
+    /// position after `after`; fewer only when the queue has no more.
     pub fn pending(&self, endpoint_id: &str, after: u64, limit: usize) -> Result<Vec<Queued>> {
         let tx = self.read()?;
         let queue = tx.open_table(QUEUE).map_err(e)?;
@@ -68,8 +68,11 @@ impl Store {
         for row in queue
             .range((endpoint_id, after + 1)..=(endpoint_id, u64::MAX))
             .map_err(e)?
-            .take(limit)
         {
+            // Fewer than `limit` means the queue ended (workers rely on it).
+            if out.len() >= limit {
+                break;
+            }
             let (k, v) = row.map_err(e)?;
             let (position, seq) = (k.value().1, v.value());
             let Some(delivery) = delivery(&tx, seq)? else {
@@ -287,7 +290,8 @@ impl Store {
             .map_err(e)?
             .get(delivery_id)
             .map_err(e)?
-            .map(|v| v.value())
+            .map(|v| v.value().0)
+            .filter(|seq| *seq != 0)
         else {
             return Ok(None);
         };

@@ -9,8 +9,11 @@ use redb::TableDefinition;
 /// seq → encoded [`pb::Delivery`] (with its delivery id set). Kept until
 /// retention drops the finished delivery.
 pub const DELIVERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("deliveries");
-/// delivery id → seq.
-pub const IDS: TableDefinition<&str, u64> = TableDefinition::new("delivery_ids");
+/// delivery id → (seq, when it was accepted (ms)): the deliveries held,
+/// and (with seq 0) the ones that no longer are but were accepted within
+/// the idempotency window, so that re-sent work is dropped. One table for
+/// both, as each insert touches a random leaf of it.
+pub const IDS: TableDefinition<&str, (u64, i64)> = TableDefinition::new("delivery_index");
 /// seq → [`State`] as a tuple.
 pub const STATE: TableDefinition<u64, StateTuple> = TableDefinition::new("delivery_state");
 /// (endpoint id, queue position) → seq: the queued deliveries in delivery
@@ -31,10 +34,12 @@ pub const BY_TENANT: TableDefinition<(&str, i64, &str), (u64, &str, &str)> =
 pub const ATTEMPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("attempts");
 /// (finished ms, seq) → (): finished deliveries, oldest first, for retention.
 pub const DONE: TableDefinition<(i64, u64), ()> = TableDefinition::new("finished");
-/// (endpoint id, delivery id) → when it was stored (ms). Drops re-sent work.
-pub const SEEN: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen");
 /// endpoint id → encoded [`pb::EndpointStats`] (without next attempt time).
 pub const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoint_stats");
+/// The two tables `IDS` replaced (stores written before it), migrated at open.
+pub const OLD_IDS: TableDefinition<&str, u64> = TableDefinition::new("delivery_ids");
+/// See [`OLD_IDS`]: (endpoint id, delivery id) → accepted (ms).
+pub const OLD_SEEN: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen");
 /// Counters: "next_seq", "next_position", "finished".
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

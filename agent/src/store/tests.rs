@@ -332,3 +332,78 @@ async fn handed_deliveries_queue_ahead_of_parked_work_and_may_come_back() {
     );
     assert_eq!(s.stats("a").unwrap().queue_depth, 2);
 }
+
+#[tokio::test]
+async fn a_store_from_before_the_id_index_merge_keeps_its_ids_and_idempotency_records() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The layout of older stores: ids and idempotency records apart.
+        let db = redb::Database::create(dir.path().join("herald-agent.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(tables::OLD_IDS)
+            .unwrap()
+            .insert("dlv_held", 7)
+            .unwrap();
+        tx.open_table(tables::OLD_SEEN)
+            .unwrap()
+            .insert(("a", "dlv_gone"), 1_000)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let mut gone = delivery("a", "e1");
+    gone.delivery_id = "dlv_gone".into();
+    let mut held = delivery("a", "e2");
+    held.delivery_id = "dlv_held".into();
+    let r = s
+        .insert(vec![gone, held, delivery("a", "e3")])
+        .await
+        .unwrap();
+    assert_eq!((r.stored, r.duplicates), (1, 2));
+    let tx = s.read().unwrap();
+    use redb::TableHandle as _;
+    let names: Vec<String> = tx
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert!(!names.contains(&"seen".to_string()), "{names:?}");
+    assert!(!names.contains(&"delivery_ids".to_string()), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_worker_feed_gets_committed_work_in_order_and_goes_stale_on_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let feed = s.subscribe("a");
+    assert!(
+        matches!(feed.take(0, 10), Taken::Stale),
+        "read the store first"
+    );
+    feed.refresh();
+    s.insert(vec![
+        delivery("a", "e1"),
+        delivery("b", "e1"),
+        delivery("a", "e2"),
+    ])
+    .await
+    .unwrap();
+    let Taken::Items(got) = feed.take(0, 10) else {
+        panic!("the feed has the new work")
+    };
+    let events: Vec<_> = got.iter().map(|q| q.delivery.event_id.as_str()).collect();
+    assert_eq!(events, ["e1", "e2"]);
+    // The same items, with the same places, as a store read gives.
+    let stored = s.pending("a", 0, 10).unwrap();
+    let key = |q: &Queued| (q.seq, q.position);
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        stored.iter().map(key).collect::<Vec<_>>()
+    );
+    s.insert(vec![delivery("a", "e3")]).await.unwrap();
+    s.purge("b").await.unwrap();
+    assert!(
+        matches!(feed.take(got[1].position, 10), Taken::Stale),
+        "a purge is not something a feed can follow"
+    );
+}

@@ -10,8 +10,9 @@ use prost::Message as _;
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::feed::Feeds;
 use super::tables::*;
-use super::{AttemptResult, Inserted};
+use super::{AttemptResult, Inserted, Queued};
 use crate::error::{Error, Result};
 
 /// Most requests folded into one commit.
@@ -85,7 +86,7 @@ impl Reply {
     }
 }
 
-pub(super) fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>) {
+pub(super) fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>, feeds: &Feeds) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
         while ops.len() < MAX_GROUP {
@@ -95,20 +96,38 @@ pub(super) fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>) {
             }
         }
         let mut replies = Vec::with_capacity(ops.len());
-        let result = commit_group(db, ops, &mut replies);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store commit failed");
+        let mut fed = Fed::default();
+        let result = commit_group(db, ops, &mut replies, &mut fed);
+        match &result {
+            Ok(()) if !fed.invalidate => feeds.push(fed.queued),
+            Ok(()) => feeds.invalidate_all(),
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                // Positions handed out in the failed group will be reused.
+                feeds.invalidate_all();
+            }
         }
+        // Fed before the replies, so a worker woken by one finds its items.
         for r in replies {
             r.send(result.as_ref().err());
         }
     }
 }
 
+/// What a commit group means for the workers' feeds.
+#[derive(Default)]
+struct Fed {
+    /// Deliveries it queued, in queue order.
+    queued: Vec<Queued>,
+    /// It changed queues in other ways: every feed must re-read the store.
+    invalidate: bool,
+}
+
 fn commit_group(
     db: &Database,
     ops: Vec<WriteOp>,
     replies: &mut Vec<Reply>,
+    fed: &mut Fed,
 ) -> Result<(), redb::Error> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)
@@ -120,6 +139,7 @@ fn commit_group(
             t.apply(op, now, replies)?;
         }
         t.save_counters()?;
+        *fed = std::mem::take(&mut t.fed);
     }
     tx.commit()?;
     Ok(())
@@ -129,7 +149,7 @@ fn commit_group(
 /// `META`, read once and written back once.
 struct Tables<'t> {
     deliveries: Table<'t, u64, &'static [u8]>,
-    ids: Table<'t, &'static str, u64>,
+    ids: Table<'t, &'static str, (u64, i64)>,
     state: Table<'t, u64, StateTuple>,
     queue: Table<'t, (&'static str, u64), u64>,
     parked: Table<'t, (u32, u64), ()>,
@@ -137,7 +157,6 @@ struct Tables<'t> {
     by_tenant: Table<'t, (&'static str, i64, &'static str), (u64, &'static str, &'static str)>,
     attempts: Table<'t, (u64, u32), &'static [u8]>,
     done: Table<'t, (i64, u64), ()>,
-    seen: Table<'t, (&'static str, &'static str), i64>,
     stats: Table<'t, &'static str, &'static [u8]>,
     meta: Table<'t, &'static str, u64>,
     /// Next delivery seq (from 1).
@@ -146,6 +165,7 @@ struct Tables<'t> {
     next_position: u64,
     /// Finished deliveries held (for retention by count).
     finished: u64,
+    fed: Fed,
 }
 
 impl<'t> Tables<'t> {
@@ -169,12 +189,12 @@ impl<'t> Tables<'t> {
             by_tenant: tx.open_table(BY_TENANT)?,
             attempts: tx.open_table(ATTEMPTS)?,
             done: tx.open_table(DONE)?,
-            seen: tx.open_table(SEEN)?,
             stats: tx.open_table(STATS)?,
             meta,
             next_seq,
             next_position,
             finished,
+            fed: Fed::default(),
         })
     }
 
@@ -215,10 +235,12 @@ impl<'t> Tables<'t> {
                 replies.push(Reply::Endpoints(reply, eps));
             }
             WriteOp::MarkLate(up_to, reply) => {
+                self.fed.invalidate = true;
                 let n = self.mark_late(up_to)?;
                 replies.push(Reply::Count(reply, n));
             }
             WriteOp::DropHanded(seqs, reply) => {
+                self.fed.invalidate = true;
                 let mut n = 0;
                 for seq in seqs {
                     if let Some(ep) = self.drop_delivery(seq, true)? {
@@ -243,6 +265,7 @@ impl<'t> Tables<'t> {
                 }
             }
             WriteOp::Purge(ep, reply) => {
+                self.fed.invalidate = true;
                 let n = self.purge(&ep)?;
                 replies.push(Reply::Count(reply, n));
             }
@@ -250,7 +273,8 @@ impl<'t> Tables<'t> {
                 self.update_stats(&ep, |s| s.deliveries_failed_in_a_row = 0)?;
             }
             WriteOp::PruneSeen(cutoff) => {
-                self.seen.retain(|_, at| at >= cutoff)?;
+                // Held deliveries keep their entry whatever its age.
+                self.ids.retain(|_, (seq, at)| seq != 0 || at >= cutoff)?;
             }
             WriteOp::Retain {
                 cutoff_ms,
@@ -284,8 +308,8 @@ impl<'t> Tables<'t> {
     }
 
     /// Stores one delivery with its state, indexes and idempotency record;
-    /// queues it unless `park` (then it waits in `PARKED`). Returns its seq,
-    /// or None if a delivery with its id is already held, or (for new work,
+    /// queues it unless `park` (then it waits in `PARKED`). Returns its seq
+    /// and queue position (0 when parked), or None if a delivery with its id is already held, or (for new work,
     /// `check_seen`) was accepted within the idempotency window. Handed-over
     /// deliveries skip that check: one that left this agent earlier and
     /// comes back must be taken again.
@@ -296,17 +320,16 @@ impl<'t> Tables<'t> {
         park: bool,
         check_seen: bool,
         now: i64,
-    ) -> Result<Option<u64>, redb::Error> {
-        let key = (d.endpoint_id.as_str(), d.delivery_id.as_str());
-        if self.ids.get(d.delivery_id.as_str())?.is_some()
-            || (check_seen && self.seen.get(key)?.is_some())
+    ) -> Result<Option<(u64, u64)>, redb::Error> {
+        let id = d.delivery_id.as_str();
+        if let Some((held, _)) = self.ids.get(id)?.map(|v| v.value())
+            && (held != 0 || check_seen)
         {
             return Ok(None);
         }
-        self.seen.insert(key, now)?;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ids.insert(d.delivery_id.as_str(), seq)?;
+        self.ids.insert(id, (seq, now))?;
         if park {
             self.parked.insert((d.slot, seq), ())?;
             st.position = 0;
@@ -318,12 +341,11 @@ impl<'t> Tables<'t> {
         self.deliveries.insert(seq, d.encode_to_vec().as_slice())?;
         self.state.insert(seq, st.to_tuple())?;
         let value = (seq, d.event_type.as_str(), resource_id(d));
-        let id = d.delivery_id.as_str();
         self.by_endpoint
             .insert((d.endpoint_id.as_str(), d.published_at_ms, id), value)?;
         self.by_tenant
             .insert((d.tenant_id.as_str(), d.published_at_ms, id), value)?;
-        Ok(Some(seq))
+        Ok(Some((seq, st.position)))
     }
 
     fn insert(
@@ -342,7 +364,18 @@ impl<'t> Tables<'t> {
             }
             let park = parked.contains(&d.slot);
             match self.store_delivery(&d, State::pending(), park, true, now)? {
-                Some(_) => note_endpoint(&mut res, &d.endpoint_id),
+                Some((seq, position)) => {
+                    note_endpoint(&mut res, &d.endpoint_id);
+                    if !park {
+                        self.fed.queued.push(Queued {
+                            seq,
+                            position,
+                            delivery: d,
+                            attempts: 0,
+                            next_attempt_at_ms: 0,
+                        });
+                    }
+                }
                 None => res.duplicates += 1,
             }
         }
@@ -381,7 +414,7 @@ impl<'t> Tables<'t> {
                 last_status_code: item.last_status_code,
                 position: 0,
             };
-            let Some(seq) = self.store_delivery(&d, st, false, false, now)? else {
+            let Some((seq, position)) = self.store_delivery(&d, st, false, false, now)? else {
                 res.duplicates += 1;
                 continue;
             };
@@ -390,6 +423,13 @@ impl<'t> Tables<'t> {
                     .insert((seq, a.number), a.encode_to_vec().as_slice())?;
             }
             note_endpoint(&mut res, &d.endpoint_id);
+            self.fed.queued.push(Queued {
+                seq,
+                position,
+                delivery: d,
+                attempts: st.attempts,
+                next_attempt_at_ms: st.next_attempt_at_ms,
+            });
         }
         for (ep, n) in &res.endpoints {
             self.update_stats(ep, |s| s.queue_depth += n)?;
@@ -423,8 +463,15 @@ impl<'t> Tables<'t> {
             self.queue
                 .insert((d.endpoint_id.as_str(), st.position), seq)?;
             if !endpoints.contains(&d.endpoint_id) {
-                endpoints.push(d.endpoint_id);
+                endpoints.push(d.endpoint_id.clone());
             }
+            self.fed.queued.push(Queued {
+                seq,
+                position: st.position,
+                delivery: d,
+                attempts: st.attempts,
+                next_attempt_at_ms: st.next_attempt_at_ms,
+            });
         }
         Ok(endpoints)
     }
@@ -553,7 +600,10 @@ impl<'t> Tables<'t> {
             return Ok(None);
         };
         let id = d.delivery_id.as_str();
-        self.ids.remove(id)?;
+        // No longer held, but still remembered as accepted until the
+        // idempotency window has passed (`PruneSeen`).
+        let accepted = self.ids.remove(id)?.map_or(0, |v| v.value().1);
+        self.ids.insert(id, (0, accepted))?;
         self.by_tenant
             .remove((d.tenant_id.as_str(), d.published_at_ms, id))?;
         if by_endpoint {
