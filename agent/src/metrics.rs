@@ -33,6 +33,10 @@ pub struct Metrics {
     pub handed_in: Counter,
     /// Control streams opened (1 + reconnects).
     pub control_streams: Counter,
+    /// Time of one store commit (a group of writes, fsync included).
+    pub store_commit_seconds: Histogram,
+    /// Writes folded into one store commit.
+    pub store_commit_writes: Histogram,
 }
 
 /// The agent's metrics.
@@ -85,6 +89,21 @@ pub fn get() -> &'static Metrics {
                 "herald_control_streams_total",
                 "Control streams opened to a control plane (the first and every reconnect).",
                 &[],
+            ),
+            store_commit_seconds: r.histogram(
+                "herald_store_commit_duration_seconds",
+                "Duration of one store commit: a group of writes made durable with one fsync.",
+                &[],
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ],
+            ),
+            store_commit_writes: r.histogram(
+                "herald_store_commit_writes",
+                "Writes (inserts, attempt records, ...) folded into one store commit.",
+                &[],
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
             ),
         }
     })

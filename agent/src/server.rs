@@ -121,6 +121,7 @@ pub async fn run(
     };
     tokio::spawn(control.run(cancel.clone()));
     tokio::spawn(prune_loop(store.clone(), cancel.clone()));
+    tokio::spawn(trim_loop(cancel.clone()));
     tokio::spawn(retention_loop(
         store.clone(),
         Retention {
@@ -192,6 +193,17 @@ fn agent_id(dir: &std::path::Path) -> anyhow::Result<String> {
             Ok(id)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Hands freed memory back to the system now and then (see `memory`).
+async fn trim_loop(cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(crate::memory::TRIM_EVERY) => {}
+        }
+        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
     }
 }
 

@@ -75,6 +75,11 @@ pub struct BacklogReport {
     pub drain_requests_per_sec: f64,
     /// Agents' RSS over the drain, MiB: first, lowest, highest, last.
     pub drain_rss_mib: [f64; 4],
+    /// Agents' RSS once the drain is under way (from 5 s after it started
+    /// until the last delivery), MiB: lowest, highest. The step before it is
+    /// the working set of delivering (batches, connections, buffers); this
+    /// says whether memory then stays flat or grows as the backlog shrinks.
+    pub steady_drain_rss_mib: [f64; 2],
     /// Agents' data directories after the drain, MiB.
     pub disk_after_mib: f64,
     /// Correctness over the whole run.
@@ -123,6 +128,12 @@ impl BacklogReport {
         let _ = writeln!(
             o,
             "agent RSS over drain first {first:.1}  min {low:.1}  max {high:.1}  last {last:.1} MiB (max/min {:.2})",
+            if low > 0.0 { high / low } else { 0.0 }
+        );
+        let [low, high] = self.steady_drain_rss_mib;
+        let _ = writeln!(
+            o,
+            "agent RSS from 5 s into the drain to its end: min {low:.1}  max {high:.1} MiB (max/min {:.2})",
             if low > 0.0 { high / low } else { 0.0 }
         );
         let _ = writeln!(o, "disk after drain     {:.1} MiB", self.disk_after_mib);
@@ -320,6 +331,17 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
         mib(drain_rss.max().unwrap_or(0)),
         drain.last().map_or(0.0, |pt| mib(pt.rss_kib)),
     ];
+    let steady_from = drain_from.as_secs_f64() + 5.0;
+    let steady_to = (last_arrival - t0).as_secs_f64();
+    let steady: Vec<u64> = drain
+        .iter()
+        .filter(|pt| pt.t_secs >= steady_from && pt.t_secs <= steady_to)
+        .map(|pt| pt.rss_kib)
+        .collect();
+    let steady_drain_rss_mib = [
+        mib(steady.iter().copied().min().unwrap_or(0)),
+        mib(steady.iter().copied().max().unwrap_or(0)),
+    ];
     let disk_after_mib = mib(agent_targets(&cluster)
         .iter()
         .map(|(_, d)| dir_kib(d))
@@ -341,6 +363,7 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
         drain_requests_per_sec: (receiver.delivery_requests() - requests_before) as f64
             / drain_busy,
         drain_rss_mib,
+        steady_drain_rss_mib,
         disk_after_mib,
         analysis,
         timeline,

@@ -78,6 +78,7 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
         "herald-bench: bare client, {} requests, {ceiling_concurrency} concurrent",
         p.events
     );
+    let me_before_ceiling = procstat::sample(std::process::id());
     let bare = ceiling::run(
         &receiver.url("/ceiling"),
         p.events.max(1),
@@ -85,6 +86,7 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
         receiver.mean_delivery_body(),
     )
     .await?;
+    let ceiling_cpu = procstat::sample(std::process::id()).cpu_secs - me_before_ceiling.cpu_secs;
     anyhow::ensure!(
         receiver.ceiling_requests() >= bare.requests,
         "the receiver counted {} bare requests of {}",
@@ -98,6 +100,8 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
         .map(|((w, b), (_, a))| ProcessUse::between(&w.name, b, a))
         .collect();
     processes.push(ProcessUse::between("herald-bench", &me_before, &me_after));
+    let cpu_secs: f64 = processes.iter().map(|p| p.cpu_secs).sum();
+    let cpu_us_per_event = per_us(cpu_secs, analysis.delivered as u64);
     Ok(LoadReport {
         scenario: name.to_string(),
         machine: Machine::here(),
@@ -127,8 +131,15 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
         } else {
             0.0
         },
+        cpu_us_per_event,
+        ceiling_cpu_us_per_request: per_us(ceiling_cpu, bare.requests as u64),
         processes,
     })
+}
+
+/// Seconds per item, in µs.
+fn per_us(secs: f64, n: u64) -> f64 {
+    if n == 0 { 0.0 } else { secs * 1e6 / n as f64 }
 }
 
 /// Waits until `n` deliveries arrived, or none came for `stall`; says how

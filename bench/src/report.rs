@@ -106,6 +106,12 @@ pub struct LoadReport {
     pub ceiling_body_bytes: usize,
     /// `delivered_per_sec / ceiling_per_sec`.
     pub ratio: f64,
+    /// CPU time of every process (Herald's, etcd, the generator and the
+    /// receiver) over the measured phase, per delivered event, µs.
+    pub cpu_us_per_event: f64,
+    /// CPU time of the generator process (bare client and receiver) over the
+    /// ceiling run, per request, µs.
+    pub ceiling_cpu_us_per_request: f64,
     /// Each process, the generator itself last.
     pub processes: Vec<ProcessUse>,
 }
@@ -158,6 +164,17 @@ impl LoadReport {
                 "  (rate-limited run: not a ceiling comparison)"
             } else {
                 ""
+            }
+        );
+        let _ = writeln!(
+            o,
+            "CPU µs per event     {:>10.0}  (all processes; bare client + receiver: {:.0} per request, {:.1}×)",
+            self.cpu_us_per_event,
+            self.ceiling_cpu_us_per_request,
+            if self.ceiling_cpu_us_per_request > 0.0 {
+                self.cpu_us_per_event / self.ceiling_cpu_us_per_request
+            } else {
+                0.0
             }
         );
         let _ = writeln!(

@@ -183,5 +183,15 @@ async fn metrics_health_and_reflection() -> anyhow::Result<()> {
     assert_eq!(get(&a, "herald_slots_owned"), 1024.0);
     assert_eq!(get(&a, "herald_queue_depth"), 0.0);
     assert_eq!(get(&a, "herald_control_streams_total"), 1.0);
+    // The 5 inserts were committed before their publishes returned; each
+    // commit folds at least one write.
+    let commits = get(&a, "herald_store_commit_duration_seconds_count");
+    let writes = get(&a, "herald_store_commit_writes_sum");
+    assert!(writes >= 5.0, "{writes} writes committed");
+    assert!(
+        commits >= 1.0 && commits <= writes,
+        "{commits} commits for {writes} writes"
+    );
+    assert_eq!(get(&a, "herald_store_commit_writes_count"), commits);
     Ok(())
 }

@@ -97,7 +97,12 @@ pub(super) fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>, feeds:
         }
         let mut replies = Vec::with_capacity(ops.len());
         let mut fed = Fed::default();
+        let m = crate::metrics::get();
+        m.store_commit_writes.observe(ops.len() as f64);
+        let started = std::time::Instant::now();
         let result = commit_group(db, ops, &mut replies, &mut fed);
+        m.store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(()) if !fed.invalidate => feeds.push(fed.queued),
             Ok(()) => feeds.invalidate_all(),
