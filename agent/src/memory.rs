@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Arenas allowed when the operator has not set `MALLOC_ARENA_MAX`.
 const ARENAS: i32 = 2;
 /// How often freed memory is handed back to the system.
-pub const TRIM_EVERY: Duration = Duration::from_secs(5);
+pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Caps malloc's arenas (unless `MALLOC_ARENA_MAX` says otherwise). Call
 /// before any thread is started.
