@@ -407,3 +407,83 @@ async fn a_worker_feed_gets_committed_work_in_order_and_goes_stale_on_purge() {
         "a purge is not something a feed can follow"
     );
 }
+
+/// A worker as the dispatcher runs it (store until a short read, then its
+/// feed), with publishes landing at every point of that cycle, including
+/// between the feed's refresh and the store read, and bursts that overflow
+/// the feed: it must see every delivery once, in queue order.
+#[tokio::test]
+async fn a_worker_moving_between_store_and_feed_sees_everything_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let feed = s.subscribe("a");
+    let limit = 64;
+    let (mut from_store, mut after) = (true, 0u64);
+    let mut published = 0u64;
+    let mut got: Vec<u64> = Vec::new();
+    let publish = |n: u64, published: &mut u64| {
+        let batch: Vec<_> = (*published..*published + n)
+            .map(|i| delivery("a", &format!("e{i}")))
+            .collect();
+        *published += n;
+        batch
+    };
+    let seq_of = |q: &Queued| q.delivery.event_id[1..].parse::<u64>().unwrap();
+    for round in 0u64..400 {
+        // Mostly small publishes, now and then a burst past the feed's cap.
+        let n = if round % 97 == 50 {
+            1_500
+        } else {
+            (round * 37) % 23
+        };
+        s.insert(publish(n, &mut published)).await.unwrap();
+        let batch = if from_store {
+            feed.refresh();
+            if round % 3 == 0 {
+                // Lands in the feed and in the read that follows.
+                s.insert(publish(5, &mut published)).await.unwrap();
+            }
+            let b = s.pending("a", after, limit).unwrap();
+            from_store = b.len() >= limit;
+            b
+        } else {
+            match feed.take(after, limit) {
+                Taken::Items(b) => b,
+                Taken::Empty => Vec::new(),
+                Taken::Stale => {
+                    from_store = true;
+                    Vec::new()
+                }
+            }
+        };
+        for q in batch {
+            after = q.position;
+            got.push(seq_of(&q));
+        }
+    }
+    // Drain what is left the same way.
+    while (got.len() as u64) < published {
+        let batch = if from_store {
+            feed.refresh();
+            let b = s.pending("a", after, limit).unwrap();
+            from_store = b.len() >= limit;
+            b
+        } else {
+            match feed.take(after, limit) {
+                Taken::Items(b) => b,
+                Taken::Empty => break,
+                Taken::Stale => {
+                    from_store = true;
+                    continue;
+                }
+            }
+        };
+        for q in batch {
+            after = q.position;
+            got.push(seq_of(&q));
+        }
+    }
+    assert_eq!(got.len() as u64, published, "every delivery, once");
+    assert!(got.iter().copied().eq(0..published), "in publish order");
+    assert!(published > 4_000, "bursts overflowed the feed: {published}");
+}
