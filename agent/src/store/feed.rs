@@ -75,7 +75,11 @@ impl Feeds {
             }),
         });
         if let Some(old) = lock(&self.by_endpoint).insert(endpoint_id.to_string(), feed.clone()) {
-            self.release(&mut lock(&old.state));
+            // Nothing is pushed to the old feed any more: a worker still
+            // holding it must go back to the store.
+            let mut st = lock(&old.state);
+            self.release(&mut st);
+            st.overflowed = true;
         }
         feed
     }
@@ -268,7 +272,12 @@ mod tests {
     fn an_old_worker_cannot_unsubscribe_its_successor() {
         let feeds = Feeds::default();
         let old = feeds.subscribe("a");
+        feeds.refresh(&old);
         let new = feeds.subscribe("a");
+        assert!(
+            matches!(feeds.take(&old, 0, 10), Taken::Stale),
+            "a replaced feed gets nothing more"
+        );
         feeds.unsubscribe("a", &old);
         feeds.refresh(&new);
         feeds.push(vec![q("a", 1)]);
