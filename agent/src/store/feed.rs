@@ -77,9 +77,7 @@ impl Feeds {
         if let Some(old) = lock(&self.by_endpoint).insert(endpoint_id.to_string(), feed.clone()) {
             // Nothing is pushed to the old feed any more: a worker still
             // holding it must go back to the store.
-            let mut st = lock(&old.state);
-            self.release(&mut st);
-            st.overflowed = true;
+            self.mark_stale(&mut lock(&old.state));
         }
         feed
     }
@@ -112,8 +110,7 @@ impl Feeds {
             if st.items.len() >= FEED_ITEMS
                 || self.bytes.load(Ordering::Relaxed) + size > FEEDS_BYTES
             {
-                self.release(&mut st);
-                st.overflowed = true;
+                self.mark_stale(&mut st);
                 continue;
             }
             self.bytes.fetch_add(size, Ordering::Relaxed);
@@ -125,10 +122,14 @@ impl Feeds {
     /// Marks every feed stale (after a change the feeds cannot follow).
     pub(super) fn invalidate_all(&self) {
         for feed in lock(&self.by_endpoint).values() {
-            let mut st = lock(&feed.state);
-            self.release(&mut st);
-            st.overflowed = true;
+            self.mark_stale(&mut lock(&feed.state));
         }
+    }
+
+    /// Drops what the feed holds and sends its worker back to the store.
+    fn mark_stale(&self, st: &mut FeedState) {
+        self.release(st);
+        st.overflowed = true;
     }
 
     fn release(&self, st: &mut FeedState) {

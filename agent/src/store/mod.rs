@@ -313,22 +313,21 @@ impl Store {
 fn migrate_id_index(tx: &redb::WriteTransaction) -> Result<(), redb::Error> {
     use redb::{ReadableTable, TableHandle};
     let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_string()).collect();
-    if !names
-        .iter()
-        .any(|n| n == tables::OLD_IDS.name() || n == tables::OLD_SEEN.name())
-    {
+    let has = |name: &str| names.iter().any(|n| n == name);
+    let (old_ids, old_seen) = (has(tables::OLD_IDS.name()), has(tables::OLD_SEEN.name()));
+    if !old_ids && !old_seen {
         return Ok(());
     }
     let mut ids = tx.open_table(tables::IDS)?;
     let now = herald_shared::time::now_ms();
-    if names.iter().any(|n| n == tables::OLD_IDS.name()) {
+    if old_ids {
         let old = tx.open_table(tables::OLD_IDS)?;
         for row in old.iter()? {
             let (id, seq) = row?;
             ids.insert(id.value(), (seq.value(), now))?;
         }
     }
-    if names.iter().any(|n| n == tables::OLD_SEEN.name()) {
+    if old_seen {
         let old = tx.open_table(tables::OLD_SEEN)?;
         for row in old.iter()? {
             let (key, at) = row?;

@@ -607,7 +607,7 @@ impl<'t> Tables<'t> {
         let id = d.delivery_id.as_str();
         // No longer held, but still remembered as accepted until the
         // idempotency window has passed (`PruneSeen`).
-        let accepted = self.ids.remove(id)?.map_or(0, |v| v.value().1);
+        let accepted = self.ids.get(id)?.map_or(0, |v| v.value().1);
         self.ids.insert(id, (0, accepted))?;
         self.by_tenant
             .remove((d.tenant_id.as_str(), d.published_at_ms, id))?;
