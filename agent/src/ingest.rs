@@ -58,8 +58,11 @@ impl AgentIngest for Ingest {
                 .unwrap_or("")
                 .to_string()
         };
-        herald_shared::telemetry::continue_trace(&span, &meta("traceparent"), &meta("tracestate"));
-        self.ingest_inner(req.into_inner()).instrument(span).await
+        let parent = meta("traceparent");
+        herald_shared::telemetry::continue_trace(&span, &parent, &meta("tracestate"));
+        let r = req.into_inner();
+        link_other_publishes(&span, &parent, &r.deliveries);
+        self.ingest_inner(r).instrument(span).await
     }
     async fn handoff(
         &self,
@@ -136,6 +139,20 @@ impl AgentIngest for Ingest {
             stored: inserted.stored,
             duplicates: inserted.duplicates,
         }))
+    }
+}
+
+/// A call may carry the shares of several publishes (the control plane
+/// merges them): the enqueue span continues the first one's trace and
+/// links each other publish, whose context its deliveries carry.
+fn link_other_publishes(span: &tracing::Span, parent: &str, deliveries: &[pb::Delivery]) {
+    use herald_shared::telemetry::{link, trace_id_of};
+    let mut seen = std::collections::HashSet::from([trace_id_of(parent)]);
+    for d in deliveries {
+        let id = trace_id_of(&d.traceparent);
+        if !id.is_empty() && seen.insert(id) {
+            link(span, &d.traceparent, &d.tracestate);
+        }
     }
 }
 

@@ -12,7 +12,6 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod membership;
-pub mod memory;
 pub mod metrics;
 pub mod query;
 pub mod server;

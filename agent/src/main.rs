@@ -5,15 +5,10 @@ use herald_agent::{config::Config, server};
 use herald_shared::process;
 use tokio_util::sync::CancellationToken;
 
-fn main() -> anyhow::Result<()> {
-    herald_agent::memory::cap_arenas();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
-}
+herald_shared::use_jemalloc!();
 
-async fn run() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     // Kept until main returns, so buffered spans are flushed on the way out.
     let _telemetry = herald_shared::telemetry::init("herald-agent", &config.log_format);

@@ -19,6 +19,10 @@ use crate::query::Query;
 use crate::state::AgentState;
 use crate::store::{DEDUP_WINDOW_MS, Retention, Store};
 
+/// Largest `Ingest` request decoded: a share of one delivery bigger than
+/// the control plane's parts (see `AgentIngestServer` below).
+const INGEST_MAX_MESSAGE: usize = 64 << 20;
+
 /// Runs the agent until `shutdown` fires, then drains: the agent gives up
 /// its slots, hands their queues to the other agents and stops (after at
 /// most `--drain-timeout-secs`; what is left stays on disk for a restart).
@@ -121,7 +125,6 @@ pub async fn run(
     };
     tokio::spawn(control.run(cancel.clone()));
     tokio::spawn(prune_loop(store.clone(), cancel.clone()));
-    tokio::spawn(trim_loop(cancel.clone()));
     tokio::spawn(retention_loop(
         store.clone(),
         Retention {
@@ -164,7 +167,12 @@ pub async fn run(
     };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(AgentIngestServer::new(ingest))
+        .add_service(
+            // A publish's share can exceed tonic's 4 MiB default: a large
+            // payload fanned out to many endpoints (the control plane sends
+            // parts of at most 1 MiB, but one delivery may be larger).
+            AgentIngestServer::new(ingest).max_decoding_message_size(INGEST_MAX_MESSAGE),
+        )
         .add_service(AgentQueryServer::new(query))
         .add_service(health_service)
         .add_service(reflection)
@@ -193,17 +201,6 @@ fn agent_id(dir: &std::path::Path) -> anyhow::Result<String> {
             Ok(id)
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Hands freed memory back to the system now and then (see `memory`).
-async fn trim_loop(cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(crate::memory::TRIM_EVERY) => {}
-        }
-        let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
     }
 }
 

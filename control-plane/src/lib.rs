@@ -4,6 +4,7 @@
 
 pub mod agent_clients;
 pub mod api;
+pub mod coalesce;
 pub mod config;
 pub mod convert;
 pub mod delivery_log;

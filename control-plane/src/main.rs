@@ -6,6 +6,8 @@ use herald_control_plane::{config::Config, server};
 use herald_shared::process;
 use tokio_util::sync::CancellationToken;
 
+herald_shared::use_jemalloc!();
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

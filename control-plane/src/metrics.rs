@@ -16,6 +16,18 @@ pub struct Metrics {
     pub publish_deliveries: Counter,
     /// Agent control streams open now.
     pub agent_sessions: Gauge,
+    /// `Ingest` calls made to agents.
+    pub ingest_calls: Counter,
+    /// Publish shares those calls carried (more than calls: merged).
+    pub ingest_shares: Counter,
+}
+
+impl Metrics {
+    /// Counts one `Ingest` call carrying `shares` publishes' shares.
+    pub fn ingest_call(&self, shares: usize) {
+        self.ingest_calls.inc();
+        self.ingest_shares.add(shares as u64);
+    }
 }
 
 /// The control plane's metrics.
@@ -38,6 +50,16 @@ pub fn get() -> &'static Metrics {
             agent_sessions: r.gauge(
                 "herald_agent_sessions",
                 "Agent control streams open on this replica.",
+                &[],
+            ),
+            ingest_calls: r.counter(
+                "herald_ingest_calls_total",
+                "Ingest calls made to agents.",
+                &[],
+            ),
+            ingest_shares: r.counter(
+                "herald_ingest_shares_total",
+                "Publishes' shares carried by ingest calls; over calls, how many merged.",
                 &[],
             ),
         }

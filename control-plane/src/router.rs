@@ -5,6 +5,8 @@
 //! the router then waits for the view to move and routes again by the new
 //! map. Agents drop deliveries they already hold for (endpoint, event id),
 //! so re-sending a share after a partial failure never duplicates.
+//! Shares bound for one agent travel through its queue in [`Coalescer`],
+//! which merges concurrent publishes' shares into fewer calls.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,13 +17,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::agent_clients::AgentClients;
+use crate::coalesce::Coalescer;
 use crate::error::{Error, Result};
 use crate::view::ViewHandle;
 
 /// Sends deliveries to their owning agents. One per process.
 pub struct Router {
     view: ViewHandle,
-    clients: Arc<AgentClients>,
+    agents: Arc<Coalescer>,
     /// How long a publish keeps re-routing before it answers UNAVAILABLE.
     retry_for: Duration,
 }
@@ -31,7 +34,7 @@ impl Router {
     pub fn new(view: ViewHandle, clients: Arc<AgentClients>, retry_for: Duration) -> Self {
         Router {
             view,
-            clients,
+            agents: Arc::new(Coalescer::new(clients)),
             retry_for,
         }
     }
@@ -52,33 +55,22 @@ impl Router {
             let (traceparent, tracestate) =
                 herald_shared::telemetry::context_of(&tracing::Span::current());
             for (addr, batch) in groups {
-                let mut client = self.clients.ingest(&addr)?;
-                let trace = [
-                    ("traceparent", traceparent.clone()),
-                    ("tracestate", tracestate.clone()),
-                ];
+                let agents = self.agents.clone();
+                let trace = (traceparent.clone(), tracestate.clone());
                 calls.spawn(async move {
-                    let mut req = tonic::Request::new(pb::IngestRequest {
-                        epoch,
-                        deliveries: batch.clone(),
-                    });
-                    for (k, v) in trace {
-                        if let Ok(v) = v.parse() {
-                            req.metadata_mut().insert(k, v);
-                        }
-                    }
-                    match client.ingest(req).await {
-                        Ok(_) => Ok(()),
-                        Err(status) => Err((addr, status, batch)),
+                    match agents.ingest(&addr, epoch, batch.clone(), trace).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(status)) => Err((addr, status.message().to_string(), batch)),
+                        Err(e) => Err((addr, e.to_string(), batch)),
                     }
                 });
             }
             while let Some(joined) = calls.join_next().await {
                 match joined {
                     Ok(Ok(())) => {}
-                    Ok(Err((addr, status, batch))) => {
-                        tracing::debug!(%addr, code = ?status.code(), msg = status.message(), "ingest refused; will re-route");
-                        last_error = Some(format!("agent {addr}: {}", status.message()));
+                    Ok(Err((addr, message, batch))) => {
+                        tracing::debug!(%addr, %message, "ingest refused; will re-route");
+                        last_error = Some(format!("agent {addr}: {message}"));
                         pending.extend(batch);
                     }
                     Err(e) => last_error = Some(format!("ingest task failed: {e}")),

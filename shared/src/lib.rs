@@ -1,6 +1,8 @@
 //! Herald's domain layer: the types and pure functions that the control
 //! plane and the agents agree on. Nothing here does I/O or knows gRPC.
 
+#[cfg(feature = "jemalloc")]
+pub mod alloc;
 pub mod envelope;
 pub mod filter;
 pub mod ids;

@@ -154,6 +154,31 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str)
     }
 }
 
+/// Links `span` to the W3C context in `traceparent` (an OpenTelemetry span
+/// link: related work, not its parent). For a span that serves several
+/// traces at once, such as one call carrying many publishes. A malformed
+/// or empty context adds nothing.
+pub fn link(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+    if traceparent.is_empty() {
+        return;
+    }
+    let carrier: HashMap<String, String> = HashMap::from([
+        ("traceparent".to_string(), traceparent.to_string()),
+        ("tracestate".to_string(), tracestate.to_string()),
+    ]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
+/// The trace id field of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`),
+/// or "" when it has none.
+pub fn trace_id_of(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).unwrap_or("")
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -32,6 +32,8 @@ pub struct Span {
     pub attributes: Vec<(String, String)>,
     /// OTLP status code (2 error).
     pub status_code: i32,
+    /// Span links: (trace id, span id), hex.
+    pub links: Vec<(String, String)>,
 }
 
 impl Span {
@@ -93,6 +95,11 @@ impl TraceService for Collector {
                             .map(|a| (a.key.clone(), text(a.value.as_ref())))
                             .collect(),
                         status_code: s.status.map(|st| st.code).unwrap_or(0),
+                        links: s
+                            .links
+                            .iter()
+                            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                            .collect(),
                     });
                 }
             }

@@ -172,6 +172,9 @@ async fn metrics_health_and_reflection() -> anyhow::Result<()> {
     assert_eq!(get(&c, "herald_endpoints"), 1.0);
     assert_eq!(get(&c, "herald_is_leader"), 1.0);
     assert_eq!(get(&c, "herald_agent_sessions"), 1.0);
+    // Sequential publishes: one Ingest call each, none merged.
+    assert_eq!(get(&c, "herald_ingest_calls_total"), 5.0);
+    assert_eq!(get(&c, "herald_ingest_shares_total"), 5.0);
     assert_eq!(get(&a, "herald_ingested_total"), 5.0);
     assert_eq!(get(&a, "herald_attempts_total{result=\"success\"}"), 5.0);
     assert_eq!(get(&a, "herald_attempts_total{result=\"failure\"}"), 0.0);

@@ -309,3 +309,33 @@ async fn bad_rules_are_refused_naming_the_field() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// An event fanned out to many endpoints of one agent can exceed gRPC's
+/// default 4 MiB message: the control plane hands it over in parts, and
+/// every endpoint gets the whole event.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_event_fanned_out_to_many_endpoints_reaches_each() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    let receiver = Receiver::start().await;
+    c.api.event_type("order.updated").await?;
+    c.api.tenant("acme").await?;
+    let endpoints = 24;
+    for i in 0..endpoints {
+        create(&mut c.api, spec(&receiver, &format!("ep{i}"))).await?;
+    }
+    // 24 deliveries of 200 KiB: about 4.8 MiB for the one agent.
+    let pad = "x".repeat(200 * 1024);
+    c.api
+        .publish
+        .publish(event("big", json!({ "pad": pad })))
+        .await?;
+    let got = receiver.wait_for(endpoints, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), endpoints);
+    let paths: std::collections::BTreeSet<String> =
+        got.iter().map(|r| r.uri.path().to_string()).collect();
+    assert_eq!(paths.len(), endpoints, "one delivery per endpoint");
+    for r in &got {
+        assert_eq!(r.json()["data"]["pad"].as_str(), Some(pad.as_str()));
+    }
+    Ok(())
+}

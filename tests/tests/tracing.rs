@@ -152,6 +152,107 @@ async fn one_trace_from_publish_to_every_attempt_across_a_restart() -> anyhow::R
     Ok(())
 }
 
+/// Under load the control plane merges concurrent publishes' shares into
+/// one Ingest call. Every publish must still reach its enqueue: the merged
+/// call's enqueue span continues one publish's routing span and links the
+/// publish span of every other.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_publish_reaches_its_enqueue_when_calls_are_merged() -> anyhow::Result<()> {
+    let otlp = OtlpReceiver::start().await?;
+    let endpoint = otlp.endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let etcd = Etcd::start()?;
+    let cp = ControlPlane::start_with_env(&etcd, &[], &env)?;
+    let _agent = Agent::start_with_env(&etcd, &[&cp], &[], &env)?;
+    let mut api = cp.clients().await?;
+    let rx = Receiver::start().await;
+    api.event_type("order.created").await?;
+    api.tenant("acme").await?;
+    api.endpoint("acme", &rx.url("/hook"), &["order.created"])
+        .await?;
+
+    // 32 publishers at once, 8 publishes each, each in a trace of its own.
+    let (publishers, each) = (32, 8);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..publishers {
+        let mut client = api.publish.clone();
+        tasks.spawn(async move {
+            let mut traces = Vec::new();
+            for i in 0..each {
+                let trace_id = random_hex(16);
+                let mut req = tonic::Request::new(pb::PublishRequest {
+                    tenant_id: "acme".into(),
+                    event_type: "order.created".into(),
+                    payload_json: json!({ "p": p, "i": i }).to_string(),
+                    idempotency_key: format!("merge-{p}-{i}"),
+                    ..Default::default()
+                });
+                req.metadata_mut().insert(
+                    "traceparent",
+                    format!("00-{trace_id}-{}-01", random_hex(8)).parse()?,
+                );
+                client.publish(req).await?;
+                traces.push(trace_id);
+            }
+            anyhow::Ok(traces)
+        });
+    }
+    let mut traces = Vec::new();
+    while let Some(t) = tasks.join_next().await {
+        traces.extend(t??);
+    }
+    let n = publishers * each;
+    assert_eq!(rx.wait_for(n, WAIT).await.len(), n);
+    let spans = otlp
+        .wait_until(WAIT, |s| s.iter().filter(|s| s.name == "POST").count() >= n)
+        .await;
+
+    let enqueues: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "herald.enqueue")
+        .collect();
+    assert!(
+        enqueues.iter().any(|e| !e.links.is_empty()),
+        "{} enqueue spans for {n} publishes, none merged",
+        enqueues.len()
+    );
+    for trace_id in &traces {
+        let ours: Vec<Span> = spans
+            .iter()
+            .filter(|s| &s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        let publish = one(&ours, "herald.v1.PublishService/Publish");
+        let route = one(&ours, "herald.route");
+        let parented = enqueues
+            .iter()
+            .filter(|e| &e.trace_id == trace_id && e.parent_span_id == route.span_id)
+            .count();
+        let linked = enqueues
+            .iter()
+            .filter(|e| {
+                e.links
+                    .iter()
+                    .any(|(t, s)| t == trace_id && s == &publish.span_id)
+            })
+            .count();
+        assert_eq!(
+            parented + linked,
+            1,
+            "trace {trace_id}: one enqueue, as child ({parented}) or link ({linked})"
+        );
+        assert_eq!(
+            ours.iter().filter(|s| s.name == "POST").count(),
+            1,
+            "trace {trace_id}: its delivery attempt"
+        );
+    }
+    Ok(())
+}
+
 /// Publish latencies (ms) of `n` sequential publishes, and whether every
 /// event arrived.
 async fn publish_latencies(env: &[(&str, &str)], n: u64) -> anyhow::Result<(Vec<f64>, bool)> {
