@@ -61,16 +61,16 @@ impl Coalescer {
         }
     }
 
-    /// Stores `deliveries` on the agent at `addr`, routed at `epoch`;
-    /// returns the agent's refusal as it gave it. Deliveries are stored in
-    /// the order given.
+    /// Stores `deliveries` on the agent at `addr`, routed at `epoch`, in
+    /// the order given; an agent's refusal comes back as UNAVAILABLE with
+    /// its message, for the router to re-route.
     pub async fn ingest(
         &self,
         addr: &str,
         epoch: u64,
         deliveries: Vec<pb::Delivery>,
         trace: (String, String),
-    ) -> Result<std::result::Result<(), tonic::Status>> {
+    ) -> Result<()> {
         // Parts in turn: a later part may be stored only after an earlier one.
         for (part, bytes) in split(deliveries, MAX_CALL_BYTES) {
             let (done, answer) = oneshot::channel();
@@ -87,11 +87,9 @@ impl Coalescer {
             let outcome = answer.await.map_err(|_| {
                 Error::Unavailable(format!("ingest queue of {addr} dropped a share"))
             })?;
-            if outcome.is_err() {
-                return Ok(outcome);
-            }
+            outcome.map_err(|status| Error::Unavailable(status.message().to_string()))?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// The queue of `addr`, started on first use. It lives as long as the
@@ -162,9 +160,9 @@ async fn send_loop(client: AgentIngestClient<Channel>, mut rx: mpsc::UnboundedRe
 }
 
 /// One `Ingest` call carrying `shares`; answers each with its outcome.
-async fn send(mut client: AgentIngestClient<Channel>, shares: Vec<Share>) {
+async fn send(mut client: AgentIngestClient<Channel>, mut shares: Vec<Share>) {
     let epoch = shares[0].epoch;
-    let (traceparent, tracestate) = shares[0].trace.clone();
+    let (traceparent, tracestate) = std::mem::take(&mut shares[0].trace);
     let mut deliveries = Vec::with_capacity(shares.iter().map(|s| s.deliveries.len()).sum());
     let mut answers = Vec::with_capacity(shares.len());
     for s in shares {

@@ -59,8 +59,7 @@ impl Router {
                 let trace = (traceparent.clone(), tracestate.clone());
                 calls.spawn(async move {
                     match agents.ingest(&addr, epoch, batch.clone(), trace).await {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(status)) => Err((addr, status.message().to_string(), batch)),
+                        Ok(()) => Ok(()),
                         Err(e) => Err((addr, e.to_string(), batch)),
                     }
                 });

@@ -138,15 +138,8 @@ pub fn context_of(span: &tracing::Span) -> (String, String) {
 /// so every log line inside it carries the id. A malformed or empty
 /// context leaves the span a root.
 pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str) {
-    if !traceparent.is_empty() {
-        let carrier: HashMap<String, String> = HashMap::from([
-            ("traceparent".to_string(), traceparent.to_string()),
-            ("tracestate".to_string(), tracestate.to_string()),
-        ]);
-        let cx = TraceContextPropagator::new().extract(&carrier);
-        if cx.span().span_context().is_valid() {
-            let _ = span.set_parent(cx);
-        }
+    if let Some(cx) = extract(traceparent, tracestate) {
+        let _ = span.set_parent(cx);
     }
     let id = span.context().span().span_context().trace_id();
     if id != opentelemetry::trace::TraceId::INVALID {
@@ -159,18 +152,23 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str)
 /// traces at once, such as one call carrying many publishes. A malformed
 /// or empty context adds nothing.
 pub fn link(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+    if let Some(cx) = extract(traceparent, tracestate) {
+        span.add_link(cx.span().span_context().clone());
+    }
+}
+
+/// The remote context in a W3C `traceparent` (and `tracestate`); None when
+/// it is empty or malformed.
+fn extract(traceparent: &str, tracestate: &str) -> Option<opentelemetry::Context> {
     if traceparent.is_empty() {
-        return;
+        return None;
     }
     let carrier: HashMap<String, String> = HashMap::from([
         ("traceparent".to_string(), traceparent.to_string()),
         ("tracestate".to_string(), tracestate.to_string()),
     ]);
     let cx = TraceContextPropagator::new().extract(&carrier);
-    let linked = cx.span().span_context().clone();
-    if linked.is_valid() {
-        span.add_link(linked);
-    }
+    cx.span().span_context().is_valid().then_some(cx)
 }
 
 /// The trace id field of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`),

@@ -29,6 +29,14 @@ fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     found[0]
 }
 
+/// etcd, then a control plane and an agent both started with `env`.
+fn start_cluster(env: &[(&str, &str)]) -> anyhow::Result<(Etcd, ControlPlane, Agent)> {
+    let etcd = Etcd::start()?;
+    let cp = ControlPlane::start_with_env(&etcd, &[], env)?;
+    let agent = Agent::start_with_env(&etcd, &[&cp], &[], env)?;
+    Ok((etcd, cp, agent))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_from_publish_to_every_attempt_across_a_restart() -> anyhow::Result<()> {
     let otlp = OtlpReceiver::start().await?;
@@ -38,9 +46,7 @@ async fn one_trace_from_publish_to_every_attempt_across_a_restart() -> anyhow::R
         // Export quickly, so the first attempt's span is out before the kill.
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let etcd = Etcd::start()?;
-    let cp = ControlPlane::start_with_env(&etcd, &[], &env)?;
-    let mut agent = Agent::start_with_env(&etcd, &[&cp], &[], &env)?;
+    let (_etcd, cp, mut agent) = start_cluster(&env)?;
     let mut api = cp.clients().await?;
     let rx = Receiver::start().await;
     api.event_type("order.created").await?;
@@ -164,9 +170,7 @@ async fn every_publish_reaches_its_enqueue_when_calls_are_merged() -> anyhow::Re
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let etcd = Etcd::start()?;
-    let cp = ControlPlane::start_with_env(&etcd, &[], &env)?;
-    let _agent = Agent::start_with_env(&etcd, &[&cp], &[], &env)?;
+    let (_etcd, cp, _agent) = start_cluster(&env)?;
     let mut api = cp.clients().await?;
     let rx = Receiver::start().await;
     api.event_type("order.created").await?;
@@ -256,9 +260,7 @@ async fn every_publish_reaches_its_enqueue_when_calls_are_merged() -> anyhow::Re
 /// Publish latencies (ms) of `n` sequential publishes, and whether every
 /// event arrived.
 async fn publish_latencies(env: &[(&str, &str)], n: u64) -> anyhow::Result<(Vec<f64>, bool)> {
-    let etcd = Etcd::start()?;
-    let cp = ControlPlane::start_with_env(&etcd, &[], env)?;
-    let _agent = Agent::start_with_env(&etcd, &[&cp], &[], env)?;
+    let (_etcd, cp, _agent) = start_cluster(env)?;
     let mut api = cp.clients().await?;
     let rx = Receiver::start().await;
     api.event_type("order.created").await?;
