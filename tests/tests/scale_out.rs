@@ -89,6 +89,25 @@ async fn succeeded(api: &mut Clients) -> anyhow::Result<Vec<pb::DeliverySummary>
     Ok(api.list_all(filter, 500).await?.0)
 }
 
+/// Waits until `agents` agents all hold slots and no handoff is in progress.
+async fn wait_until_settled(api: &mut Clients, agents: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cl = api
+            .cluster
+            .get_cluster(pb::GetClusterRequest {})
+            .await?
+            .into_inner();
+        if cl.agents.iter().filter(|a| a.slots > 0).count() == agents
+            && cl.handoffs_in_progress == 0
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not settled: {cl:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until every endpoint received sequences 0..per_ep, lets late
 /// duplicates arrive, then checks order; returns the number of duplicates.
 async fn check_all_in_order(receiver: &Receiver, per_ep: u64, timeout: Duration) -> usize {
@@ -140,8 +159,11 @@ async fn an_agent_killed_and_restarted_keeps_every_endpoint_in_order() -> anyhow
     receiver.set_status(503);
     let mut c = setup(&receiver).await?;
     let mut second = Agent::start(&c.etcd, &[&c.cp], &[])?;
-    // Let the second agent take its slots (and the first hand them over).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The second agent takes its slots, and the first hands them over,
+    // before anything is published: this test is about a crash after a
+    // completed handoff. (A fixed 2 s sleep raced with a slow handoff on a
+    // loaded machine; the events then waited parked on the second agent.)
+    wait_until_settled(&mut c.api, 2).await?;
     let done = Arc::new(AtomicU64::new(0));
     let per_ep = 10;
     publish_in_background(&c.api, 0..per_ep * ENDPOINTS, done.clone()).await??;
