@@ -6,14 +6,13 @@
 //! Two phases on a fresh store in a temp dir, run back to back:
 //! - **live**: CONCURRENCY publisher tasks each insert one delivery at a
 //!   time (to endpoint n % ENDPOINTS) and wake that endpoint's worker,
-//!   which takes it (from its feed, or the store) and records its success;
-//!   like an agent under publish load.
+//!   which takes it from its queue and records its success; like an agent
+//!   under publish load.
 //! - **drain**: the same number of deliveries are inserted first (in batches
 //!   of 100), then read and marked succeeded endpoint by endpoint, like an
 //!   agent draining a backlog.
 //!
-//! The live phase runs twice: with the workers' feeds, and with workers that
-//! always read their queue back from the store (as before feeds).
+//! Then the time to reopen a store holding EVENTS queued deliveries.
 //!
 //! For each it prints deliveries per second and the process's CPU time per
 //! delivery (all threads), and the ratio of live to drain rate. Figures from
@@ -23,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_agent::store::{Store, Taken};
+use herald_agent::store::Store;
 use herald_proto::v1 as pb;
 use tokio::sync::Notify;
 
@@ -92,31 +91,12 @@ impl Phase {
     }
 }
 
-/// One endpoint's worker, as the dispatcher runs it: reads its queue from
-/// the store until a read comes back short, then takes from its feed.
-async fn worker(store: Store, ep: String, wake: Arc<Notify>, left: Arc<AtomicU64>, use_feed: bool) {
-    let feed = store.subscribe(&ep);
-    let (mut after, mut from_store) = (0, true);
+/// One endpoint's worker, as the dispatcher runs it: reads its queue (in
+/// memory; the records from the log) after the last position it took.
+async fn worker(store: Store, ep: String, wake: Arc<Notify>, left: Arc<AtomicU64>) {
+    let mut after = 0;
     while left.load(Ordering::Acquire) > 0 {
-        let batch = if from_store {
-            feed.refresh();
-            let (s, id) = (store.clone(), ep.clone());
-            let b = tokio::task::spawn_blocking(move || s.pending(&id, after, 64))
-                .await
-                .expect("join")
-                .expect("read");
-            from_store = !use_feed || b.len() >= 64;
-            b
-        } else {
-            match feed.take(after, 64) {
-                Taken::Items(b) => b,
-                Taken::Empty => Vec::new(),
-                Taken::Stale => {
-                    from_store = true;
-                    continue;
-                }
-            }
-        };
+        let batch = store.pending(&ep, after, 64).expect("read");
         if batch.is_empty() {
             // Woken by the publishers, or now and then to see if all is done.
             let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
@@ -124,7 +104,7 @@ async fn worker(store: Store, ep: String, wake: Arc<Notify>, left: Arc<AtomicU64
         }
         for item in batch {
             after = item.position;
-            store.record_success(&ep, item.seq, success()).await;
+            store.record_success(item.seq, success()).await;
             left.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -132,7 +112,6 @@ async fn worker(store: Store, ep: String, wake: Arc<Notify>, left: Arc<AtomicU64
 
 async fn live(
     name: &'static str,
-    use_feed: bool,
     store: &Store,
     events: u64,
     endpoints: u64,
@@ -150,7 +129,6 @@ async fn live(
                 format!("ep_{e:05}"),
                 wakes[e as usize].clone(),
                 left.clone(),
-                use_feed,
             ))
         })
         .collect();
@@ -202,17 +180,13 @@ async fn drain(store: &Store, events: u64, endpoints: u64) -> Phase {
             let ep = format!("ep_{e:05}");
             let mut after = 0;
             loop {
-                let (s, id) = (store.clone(), ep.clone());
-                let q = tokio::task::spawn_blocking(move || s.pending(&id, after, 64))
-                    .await
-                    .expect("join")
-                    .expect("read");
+                let q = store.pending(&ep, after, 64).expect("read");
                 if q.is_empty() {
                     return;
                 }
                 for item in q {
                     after = item.position;
-                    store.record_success(&ep, item.seq, success()).await;
+                    store.record_success(item.seq, success()).await;
                 }
             }
         }));
@@ -250,19 +224,37 @@ fn main() {
         println!(
             "store bench: {events} deliveries, {endpoints} endpoints, {concurrency} concurrent"
         );
-        let l = live("live", true, &store, events, endpoints, concurrency).await;
+        let l = live("live", &store, events, endpoints, concurrency).await;
         l.print();
-        let dir1 = tempfile::tempdir().expect("temp dir");
-        let store1 = Store::open(dir1.path()).expect("open");
-        let r = live("reread", false, &store1, events, endpoints, concurrency).await;
-        r.print();
         let dir2 = tempfile::tempdir().expect("temp dir");
         let store2 = Store::open(dir2.path()).expect("open");
         let d = drain(&store2, events, endpoints).await;
         d.print();
+        // Restart on a backlog: the time to replay the log.
+        let dir3 = tempfile::tempdir().expect("temp dir");
+        {
+            let store3 = Store::open(dir3.path()).expect("open");
+            let pad = "x".repeat(200);
+            for chunk in (0..events).collect::<Vec<_>>().chunks(100) {
+                let ds = chunk
+                    .iter()
+                    .map(|n| delivery(*n, endpoints, &pad))
+                    .collect();
+                store3.insert(ds).await.expect("insert");
+            }
+        }
+        let t0 = Instant::now();
+        let reopened = loop {
+            // The writer lets go of the store once the last handle drops.
+            match Store::open(dir3.path()) {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        };
         println!(
-            "live with feeds / live re-reading the store: {:.3}",
-            l.rate() / r.rate()
+            "reopen with {} queued: {:.0} ms",
+            reopened.queue_len().expect("len"),
+            t0.elapsed().as_secs_f64() * 1e3
         );
         println!("live / drain rate: {:.3}", l.rate() / d.rate());
     });

@@ -61,11 +61,10 @@ pub struct Config {
     /// Port 0 picks a free port, printed on stdout.
     #[arg(long, env = "HERALD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Memory for the store's page cache, MiB. Bounds the agent's RSS
-    /// whatever the size of its backlog; more makes reads of a large log
-    /// faster.
-    #[arg(long, env = "HERALD_STORE_CACHE_MIB", default_value_t = 64)]
-    pub store_cache_mib: usize,
+    /// Size of the store's log segments, MiB. Retention frees disk a whole
+    /// segment at a time, so smaller segments follow it more closely.
+    #[arg(long, env = "HERALD_STORE_SEGMENT_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub store_segment_mib: u32,
     /// Deliver to plain-http URLs (development only; https otherwise).
     #[arg(long, env = "HERALD_ALLOW_HTTP")]
     pub allow_http: bool,

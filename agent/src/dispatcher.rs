@@ -21,7 +21,7 @@ use herald_shared::time::now_ms;
 use crate::auth::History;
 use crate::http::{self, Outcome};
 use crate::state::AgentState;
-use crate::store::{AttemptResult, Queued, Store, Taken};
+use crate::store::{AttemptResult, Queued, Store};
 
 /// Items read from the store per batch.
 const BATCH: usize = 64;
@@ -245,10 +245,6 @@ impl Inner {
         // Unordered endpoints only: items in flight, each retried on its own.
         let mut in_flight: JoinSet<Option<Done>> = JoinSet::new();
         let pace = Arc::new(Pace::default());
-        // Under live traffic new items come from the writer in memory; the
-        // store is read at first, after a short read took the feed over.
-        let feed = self.store.subscribe(&endpoint_id);
-        let mut from_store = true;
         loop {
             // Read only once the endpoint can be delivered to, and after its
             // throttle allows the next request, so that a queue built up
@@ -263,36 +259,17 @@ impl Inner {
             }
             let chunk_size = ep.chunk_size.clamp(1, 100) as usize;
             let limit = chunk_size * BATCH.div_ceil(chunk_size);
-            let batch = if from_store {
-                feed.refresh();
-                let store = self.store.clone();
-                let id = endpoint_id.clone();
-                tokio::task::spawn_blocking(move || store.pending(&id, after, limit)).await
-            } else {
-                match feed.take(after, limit) {
-                    Taken::Items(b) => Ok(Ok(b)),
-                    Taken::Empty => Ok(Ok(Vec::new())),
-                    Taken::Stale => {
-                        from_store = true;
-                        continue;
-                    }
-                }
-            };
-            let batch = match batch {
-                Ok(Ok(b)) => {
-                    // A short read saw the whole queue: what comes after it
-                    // arrives through the feed.
-                    from_store = from_store && b.len() >= limit;
-                    b
-                }
-                Ok(Err(e)) => {
+            // The queue is in memory; the records come from the log, mostly
+            // from the page cache.
+            let batch = match self.store.pending(&endpoint_id, after, limit) {
+                Ok(b) => b,
+                Err(e) => {
                     tracing::error!(endpoint = %endpoint_id, error = %e, "cannot read queue");
                     if self.sleep(Duration::from_secs(1)).await {
                         return;
                     }
                     continue;
                 }
-                Err(_) => return,
             };
             if batch.is_empty() {
                 tokio::select! {
@@ -501,7 +478,7 @@ impl Inner {
                     tracing::debug!(endpoint = endpoint_id, %event, events = size, status, attempt = attempts, "delivered");
                     for q in chunk {
                         self.store
-                            .record_success(endpoint_id, q.seq, attempted.record.clone())
+                            .record_success(q.seq, attempted.record.clone())
                             .await;
                     }
                     m.delivered.add(size);
@@ -536,7 +513,7 @@ impl Inner {
             for q in chunk {
                 match self
                     .store
-                    .record_failure(endpoint_id, q.seq, attempted.record.clone(), result)
+                    .record_failure(q.seq, attempted.record.clone(), result)
                     .await
                 {
                     Ok(n) => in_a_row = n,

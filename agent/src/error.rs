@@ -5,9 +5,9 @@ use tonic::{Code, Status};
 /// Everything an agent operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The embedded store failed (disk full, corruption, I/O).
-    #[error("store: {0}")]
-    Store(#[from] redb::Error),
+    /// The store failed (disk full, corruption, I/O).
+    #[error("{0}")]
+    Store(#[from] crate::store::LogError),
     /// The store's writer has stopped (the agent is shutting down).
     #[error("store writer stopped")]
     WriterGone,

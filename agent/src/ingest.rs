@@ -77,10 +77,10 @@ impl AgentIngest for Ingest {
             let Some(d) = &item.delivery else {
                 return Err(invalid(format!("items[{i}].delivery"), "is required").into());
             };
-            if d.delivery_id.is_empty() {
+            if !crate::store::is_delivery_id(&d.delivery_id) {
                 return Err(invalid(
                     format!("items[{i}].delivery.delivery_id"),
-                    "must not be empty",
+                    "must be dlv_ and 24 lowercase hex digits",
                 )
                 .into());
             }
@@ -99,7 +99,11 @@ impl AgentIngest for Ingest {
                 .into());
             }
         }
-        let inserted = self.store.insert_handed(r.items, r.late).await?;
+        let parked = self.state.parked_slots();
+        let inserted = self
+            .store
+            .insert_handed(self.state.epoch(), r.items, r.late, parked)
+            .await?;
         crate::metrics::get()
             .handed_in
             .add(u64::from(inserted.stored));
@@ -174,6 +178,13 @@ impl Ingest {
                     invalid(format!("deliveries[{i}].event_id"), "must not be empty").into(),
                 );
             }
+            if !d.delivery_id.is_empty() && !crate::store::is_delivery_id(&d.delivery_id) {
+                return Err(invalid(
+                    format!("deliveries[{i}].delivery_id"),
+                    "must be empty or dlv_ and 24 lowercase hex digits",
+                )
+                .into());
+            }
             if d.slot != slot_for(&d.endpoint_id, SLOT_COUNT) {
                 return Err(invalid(
                     format!("deliveries[{i}].slot"),
@@ -184,7 +195,10 @@ impl Ingest {
             self.state.check_owner(r.epoch, d.slot)?;
         }
         let parked = self.state.parked_slots();
-        let inserted = self.store.insert_parking(r.deliveries, parked).await?;
+        let inserted = self
+            .store
+            .insert_parking(r.epoch, r.deliveries, parked)
+            .await?;
         let m = crate::metrics::get();
         m.ingested.add(u64::from(inserted.stored));
         m.ingest_duplicates.add(u64::from(inserted.duplicates));

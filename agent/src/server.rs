@@ -37,7 +37,7 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.data_dir)?;
     let agent_id = agent_id(&config.data_dir)?;
-    let store = Store::open_with_cache(&config.data_dir, config.store_cache_mib << 20)?;
+    let store = Store::open_with_segment_bytes(&config.data_dir, config.store_segment_mib << 20)?;
     let state = AgentState::new();
     // Messages workers send to the control plane, forwarded by the control loop.
     let (outbox, outbox_rx) = tokio::sync::mpsc::channel(1024);

@@ -1,35 +1,79 @@
-//! The agent's durable store (redb): per-endpoint queues, retry state, the
-//! delivery and attempt log, endpoint counters and idempotency records.
+//! The agent's durable store: an append-only log of Herald's own records,
+//! and in-memory indexes rebuilt from it at start.
 //!
-//! Persisted: every accepted delivery, its state and every attempt, until
-//! retention drops it after it finished (never while it is queued); the
-//! counters of each endpoint; (endpoint, delivery id) pairs for 24 h.
-//! Workers re-read their queues from here after a restart.
+//! # What we persist
 //!
-//! All writes go through one writer thread ([`write`]) that commits them in
-//! groups; reads ([`read`]) use their own read transactions and never wait
-//! for it.
+//! Files, in `<data-dir>/store/`:
+//! - `seg-NNNNNNNNNN.log`: segments of the log (`segment.rs`), each a
+//!   header and checksummed frames of records (`record.rs`, format
+//!   [`record::FORMAT`]). A new segment starts at 64 MiB.
+//! - `seen/seg-NNNNNNNNNN.log`: the ids log, same format: `Seen` records
+//!   with the ids of deliveries whose records compaction dropped while
+//!   they were inside the 24 h idempotency window, each written once. A
+//!   segment is deleted when its newest id is outside the window.
+//! - `LOCK`: held while an agent has the store open.
+//!
+//! Records: `Accept` (a delivery with its stamp and state, written when it
+//! is accepted, handed over, or carried forward by compaction), `Attempt`
+//! (one HTTP attempt and its outcome, linked to the delivery's previous
+//! attempt), `Queue` (parked work joins its queues, at these positions),
+//! `Drop` (handed away or dropped by retention; ids remembered), `Purge`
+//! (endpoint deleted), `MarkLate`, `ResetStreak`, `Seen` (in the ids log:
+//! ids remembered after their records went), `Checkpoint`
+//! (counters and sequence numbers, written by each compaction).
+//!
+//! Rebuilt at start by replaying the ids log, then every record of the
+//! main log in order, through
+//! [`index::Index::apply`], the same function that applies them while
+//! running: the queues and their order, parked work, retry state, the
+//! idempotency window, the log lists by endpoint and tenant, the finished
+//! set for retention, and the counters (the last checkpoint plus what
+//! follows it).
+//!
+//! Crash consistency: a request is answered only after the frame holding
+//! its records is written and `fdatasync`ed, and the index changes only
+//! after that. A crash leaves at most one torn frame at the end of the
+//! last segment, which was never answered and is cut off at open. A
+//! failed sync exits the process (what is on disk is then unknown; the
+//! restart reads it back). Compaction writes the live records of the
+//! oldest segment again, with a checkpoint, syncs, and only then deletes
+//! the segment, so a crash in between replays both copies and the later
+//! one wins.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use herald_proto::v1 as pb;
-use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
-mod feed;
+mod codec;
+mod convert;
+mod index;
+mod migrate;
+mod order;
 mod read;
-mod tables;
+mod record;
+mod segment;
 mod write;
 
-pub use feed::{Subscription, Taken};
 pub use read::ListPage;
+pub use segment::LogError;
 use write::WriteOp;
+
+/// Segments of the ids log (`seen/`) start every this many bytes, so that
+/// expired ids go in small steps.
+const SEEN_SEGMENT_BYTES: u32 = 4 << 20;
 
 /// How long an (endpoint, delivery id) pair is remembered.
 pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Whether `id` has the form of a delivery id (`dlv_` + 24 hex digits),
+/// the only form the store keeps.
+pub fn is_delivery_id(id: &str) -> bool {
+    record::IdKey::parse(id).is_some()
+}
 
 /// A queued delivery and its place in its endpoint's queue.
 #[derive(Debug, Clone)]
@@ -83,71 +127,66 @@ pub struct Retention {
     pub max_finished: u64,
 }
 
-/// Default page cache of the store.
-pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
-
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    index: Arc<RwLock<index::Index>>,
+    segments: segment::Segments,
     writer: mpsc::Sender<WriteOp>,
-    feeds: Arc<feed::Feeds>,
     /// Deliveries with a seq below this were stored before this start.
     first_seq_of_this_run: u64,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` with the default page cache.
-    pub fn open(dir: &Path) -> Result<Store> {
-        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    /// Opens (or creates) the store under `data_dir`, replays its log and
+    /// starts its writer thread. Migrates a store of the earlier format
+    /// (redb) first.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        Self::open_with_segment_bytes(data_dir, segment::SEGMENT_BYTES)
     }
 
-    /// Opens (or creates) the store in `dir`, caching at most
-    /// `cache_bytes` of pages in memory, and starts its writer thread.
-    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Store> {
-        // redb's own default is a 1 GiB cache, which an agent with a large
-        // backlog fills: its RSS would grow with the store instead of
-        // staying flat.
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(dir.join("herald-agent.redb"))
-            .map_err(redb::Error::from)?;
-        let tx = db.begin_write().map_err(redb::Error::from)?;
-        {
-            use tables::*;
-            // Create every table, so readers never meet a missing one.
-            tx.open_table(DELIVERIES).map_err(redb::Error::from)?;
-            tx.open_table(IDS).map_err(redb::Error::from)?;
-            tx.open_table(STATE).map_err(redb::Error::from)?;
-            tx.open_table(QUEUE).map_err(redb::Error::from)?;
-            tx.open_table(PARKED).map_err(redb::Error::from)?;
-            tx.open_table(BY_ENDPOINT).map_err(redb::Error::from)?;
-            tx.open_table(BY_TENANT).map_err(redb::Error::from)?;
-            tx.open_table(ATTEMPTS).map_err(redb::Error::from)?;
-            tx.open_table(DONE).map_err(redb::Error::from)?;
-            tx.open_table(STATS).map_err(redb::Error::from)?;
-            tx.open_table(META).map_err(redb::Error::from)?;
-        }
-        migrate_id_index(&tx).map_err(Error::Store)?;
-        tx.commit().map_err(redb::Error::from)?;
-        let first_seq_of_this_run = {
-            use redb::ReadableDatabase as _;
-            let rtx = db.begin_read().map_err(redb::Error::from)?;
-            let meta = rtx.open_table(tables::META).map_err(redb::Error::from)?;
-            meta.get("next_seq")
-                .map_err(redb::Error::from)?
-                .map(|v| v.value())
-                .unwrap_or(1)
-        };
-        let db = Arc::new(db);
+    /// Like [`Store::open`], starting a new segment every `segment_bytes`
+    /// (small ones make compaction observable in tests and benchmarks).
+    pub fn open_with_segment_bytes(data_dir: &Path, segment_bytes: u32) -> Result<Store> {
+        let dir = data_dir.join("store");
+        std::fs::create_dir_all(&dir).map_err(LogError::Io)?;
+        let lock = std::fs::File::create(dir.join("LOCK")).map_err(LogError::Io)?;
+        lock.try_lock().map_err(|_| {
+            LogError::Io(std::io::Error::other(format!(
+                "{} is in use by another agent",
+                dir.display()
+            )))
+        })?;
+        let mut index = index::Index::new();
+        let started = std::time::Instant::now();
+        // Ids first: a delivery the main log still holds takes its id back.
+        let mut seen_newest = std::collections::BTreeMap::new();
+        let seen_log =
+            segment::Log::open(&dir.join("seen"), SEEN_SEGMENT_BYTES, |loc, size, r| {
+                if let record::Record::Seen { ids } = &r
+                    && let Some(newest) = ids.iter().map(|(_, at)| *at).max()
+                {
+                    let n = seen_newest.entry(loc.seg).or_insert(newest);
+                    *n = (*n).max(newest);
+                }
+                index.apply(loc, size, &r);
+                Ok(())
+            })?;
+        let log = segment::Log::open(&dir, segment_bytes, |loc, size, r| {
+            index.apply(loc, size, &r);
+            Ok(())
+        })?;
+        let replayed = started.elapsed();
+        let index = Arc::new(RwLock::new(index));
+        let first_seq_of_this_run = index.read().unwrap_or_else(|p| p.into_inner()).next_seq;
+        let segments = log.segments();
         let (writer, rx) = mpsc::channel(8192);
-        let wdb = db.clone();
-        let feeds = Arc::new(feed::Feeds::default());
-        let wfeeds = feeds.clone();
+        let w = write::Writer::new(log, seen_log, seen_newest, index.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                let run = std::panic::AssertUnwindSafe(|| write::writer_loop(&wdb, rx, &wfeeds));
+                let _lock = lock;
+                let run = std::panic::AssertUnwindSafe(|| w.run(rx));
                 if std::panic::catch_unwind(run).is_err() {
                     // Without its writer the agent can store nothing and
                     // would fail every call forever; a restart recovers
@@ -156,19 +195,36 @@ impl Store {
                     std::process::exit(70);
                 }
             })
-            .map_err(|e| Error::Store(redb::Error::Io(e)))?;
-        Ok(Store {
-            db,
+            .map_err(LogError::Io)?;
+        let store = Store {
+            index,
+            segments,
             writer,
-            feeds,
             first_seq_of_this_run,
-        })
+        };
+        {
+            let ix = store.index();
+            tracing::info!(
+                deliveries = ix.entries.len(),
+                queued = ix.queues.values().map(|q| q.len()).sum::<usize>(),
+                replay_ms = replayed.as_millis() as u64,
+                "store opened"
+            );
+        }
+        migrate::from_redb_if_present(data_dir, &store)?;
+        Ok(store)
     }
 
-    /// Subscribes to the deliveries queued for `endpoint_id` from now on
-    /// (see `store/feed.rs`): one subscription per endpoint worker.
-    pub fn subscribe(&self, endpoint_id: &str) -> Subscription {
-        Subscription::new(self.feeds.clone(), endpoint_id)
+    /// The segment files the log has now (for tests and benchmarks).
+    pub fn segment_count(&self) -> usize {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, index::Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
@@ -184,17 +240,20 @@ impl Store {
     /// delivery id) are dropped. A delivery without an id gets the one
     /// derived from (endpoint, event id). Returns once the commit is on disk.
     pub async fn insert(&self, deliveries: Vec<pb::Delivery>) -> Result<Inserted> {
-        self.insert_parking(deliveries, Vec::new()).await
+        self.insert_parking(0, deliveries, Vec::new()).await
     }
 
-    /// Like [`Store::insert`]; deliveries in `parked` slots (still being
-    /// handed over) are held aside until [`Store::unpark`].
+    /// Like [`Store::insert`], for work accepted at `epoch` (its stamp);
+    /// deliveries in `parked` slots (still being handed over) are held
+    /// aside until [`Store::unpark`].
     pub async fn insert_parking(
         &self,
+        epoch: u64,
         deliveries: Vec<pb::Delivery>,
         parked: Vec<u32>,
     ) -> Result<Inserted> {
         self.call(|reply| WriteOp::Insert {
+            epoch,
             deliveries,
             parked,
             reply,
@@ -202,18 +261,30 @@ impl Store {
         .await
     }
 
-    /// Queues deliveries handed over by another agent, with their state and
-    /// attempts; `late` marks them as a dead agent's leftovers.
+    /// Stores deliveries handed over by another agent, with their state,
+    /// stamp and attempts; those in `parked` slots wait for
+    /// [`Store::unpark`], the others are queued at once. `late` marks them
+    /// as a dead agent's leftovers, which go behind newer work (they are
+    /// stamped at `epoch` as if accepted now).
     pub async fn insert_handed(
         &self,
+        epoch: u64,
         items: Vec<pb::HandedDelivery>,
         late: bool,
+        parked: Vec<u32>,
     ) -> Result<Inserted> {
-        self.call(|reply| WriteOp::InsertHanded { items, late, reply })
-            .await
+        self.call(|reply| WriteOp::InsertHanded {
+            epoch,
+            items,
+            late,
+            parked,
+            reply,
+        })
+        .await
     }
 
-    /// Queues the deliveries parked for `slot`; returns their endpoints.
+    /// Queues the deliveries parked for `slot` in the slot's one order
+    /// (`store/order.rs`); returns their endpoints.
     pub async fn unpark(&self, slot: u32) -> Result<Vec<String>> {
         self.call(|reply| WriteOp::Unpark(slot, reply)).await
     }
@@ -235,18 +306,16 @@ impl Store {
         self.insert(Vec::new()).await.map(|_| ())
     }
 
-    /// Records an attempt. For a failure it returns once the retry state is
-    /// on disk, with how many of the endpoint's deliveries in a row have now
-    /// failed for good.
+    /// Records a failed attempt; returns once the retry state is on disk,
+    /// with how many of the endpoint's deliveries in a row have now failed
+    /// for good.
     pub async fn record_failure(
         &self,
-        endpoint_id: &str,
         seq: u64,
         record: pb::Attempt,
         result: AttemptResult,
     ) -> Result<u32> {
         self.call(|tx| WriteOp::Attempt {
-            endpoint_id: endpoint_id.to_string(),
             seq,
             record: Box::new(record),
             result,
@@ -258,11 +327,10 @@ impl Store {
     /// Records a successful attempt without waiting for the commit: if the
     /// agent dies first, the delivery is made again (at least once) and
     /// that attempt is recorded instead.
-    pub async fn record_success(&self, endpoint_id: &str, seq: u64, record: pb::Attempt) {
+    pub async fn record_success(&self, seq: u64, record: pb::Attempt) {
         let _ = self
             .writer
             .send(WriteOp::Attempt {
-                endpoint_id: endpoint_id.to_string(),
                 seq,
                 record: Box::new(record),
                 result: AttemptResult::Succeeded,
@@ -292,8 +360,9 @@ impl Store {
         let _ = self.writer.send(WriteOp::PruneSeen(cutoff_ms)).await;
     }
 
-    /// Applies log retention once; returns how many finished deliveries
-    /// were dropped (at most a batch: call again while it returns a batch).
+    /// Applies log retention once, and compacts the oldest segment if
+    /// little of it is live; returns how many finished deliveries were
+    /// dropped (at most [`RETAIN_BATCH`]: call again while it returns that).
     pub async fn retain(&self, r: Retention) -> Result<u64> {
         self.call(|tx| WriteOp::Retain {
             cutoff_ms: herald_shared::time::now_ms() - r.max_age_ms,
@@ -302,46 +371,23 @@ impl Store {
         })
         .await
     }
+}
 
-    fn read(&self) -> Result<redb::ReadTransaction> {
-        Ok(self.db.begin_read().map_err(redb::Error::from)?)
+impl Store {
+    /// Imports deliveries of an old store (see `migrate.rs`).
+    async fn import(&self, items: Vec<migrate::Imported>) -> Result<()> {
+        self.call(|reply| WriteOp::Import(items, reply)).await
+    }
+
+    /// Sets the counters of an old store (see `migrate.rs`).
+    async fn import_counters(&self, counters: Vec<(String, record::Counters)>) -> Result<()> {
+        self.call(|reply| WriteOp::ImportCounters(counters, reply))
+            .await
     }
 }
 
-/// Folds the id and idempotency tables of stores written before they were
-/// merged into [`tables::IDS`], and drops them.
-fn migrate_id_index(tx: &redb::WriteTransaction) -> Result<(), redb::Error> {
-    use redb::{ReadableTable, TableHandle};
-    let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_string()).collect();
-    let has = |name: &str| names.iter().any(|n| n == name);
-    let (old_ids, old_seen) = (has(tables::OLD_IDS.name()), has(tables::OLD_SEEN.name()));
-    if !old_ids && !old_seen {
-        return Ok(());
-    }
-    let mut ids = tx.open_table(tables::IDS)?;
-    let now = herald_shared::time::now_ms();
-    if old_ids {
-        let old = tx.open_table(tables::OLD_IDS)?;
-        for row in old.iter()? {
-            let (id, seq) = row?;
-            ids.insert(id.value(), (seq.value(), now))?;
-        }
-    }
-    if old_seen {
-        let old = tx.open_table(tables::OLD_SEEN)?;
-        for row in old.iter()? {
-            let (key, at) = row?;
-            let id = key.value().1;
-            if ids.get(id)?.is_none() {
-                ids.insert(id, (0, at.value()))?;
-            }
-        }
-    }
-    drop(ids);
-    tx.delete_table(tables::OLD_IDS)?;
-    tx.delete_table(tables::OLD_SEEN)?;
-    Ok(())
-}
+/// Most finished deliveries one [`Store::retain`] call drops.
+pub const RETAIN_BATCH: u64 = write::RETAIN_BATCH as u64;
 
 #[cfg(test)]
 mod tests;

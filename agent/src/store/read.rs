@@ -1,15 +1,16 @@
-//! Reads: the queue for the workers, and the delivery log and counters for
-//! the query API. Each runs in its own read transaction (a snapshot), so it
-//! never waits for the writer. They block: call them off the async runtime.
+//! Reads: the queue for the workers, the handoff's batches, and the
+//! delivery log and counters for the query API. Each looks the deliveries
+//! up in the index under its read lock, lets go, then reads their records
+//! from the log (`pread`, usually from the page cache). An unlinked
+//! segment stays readable through the handle taken under the lock.
 
 use std::collections::BTreeMap;
 
 use herald_proto::v1 as pb;
-use prost::Message as _;
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use super::tables::*;
-use super::{Queued, Store};
+use super::index::{Entry, Index, resource_hash};
+use super::record::{Accept, IdKey, Loc, Record};
+use super::{Queued, Store, convert, segment};
 use crate::error::Result;
 
 /// Most index rows one list call examines, so a filter that matches
@@ -29,86 +30,81 @@ pub struct ListPage {
     pub scanned_to: Option<pb::DeliveryCursor>,
 }
 
-fn e(err: impl Into<redb::Error>) -> crate::error::Error {
-    crate::error::Error::Store(err.into())
-}
-
-fn delivery(tx: &ReadTransaction, seq: u64) -> Result<Option<pb::Delivery>> {
-    let t = tx.open_table(DELIVERIES).map_err(e)?;
-    let Some(v) = t.get(seq).map_err(e)? else {
-        return Ok(None);
-    };
-    match pb::Delivery::decode(v.value()) {
-        Ok(d) => Ok(Some(d)),
-        Err(err) => {
-            tracing::error!(seq, error = %err, "undecodable delivery skipped");
-            Ok(None)
+impl Store {
+    fn accept_at(&self, loc: Loc) -> Result<Accept> {
+        match segment::read(&self.segments, loc)? {
+            Record::Accept(a) => Ok(*a),
+            _ => Err(segment::LogError::Corrupt {
+                file: format!("segment {}", loc.seg),
+                offset: u64::from(loc.off),
+                what: "expected a delivery record".into(),
+            }
+            .into()),
         }
     }
-}
 
-fn state(tx: &ReadTransaction, seq: u64) -> Result<State> {
-    let t = tx.open_table(STATE).map_err(e)?;
-    Ok(t.get(seq)
-        .map_err(e)?
-        .map(|v| State::from_tuple(v.value()))
-        .unwrap_or_else(State::pending))
-}
+    /// The delivery of an entry as the wire knows it (with the late flag,
+    /// which may have changed since its record was written).
+    fn delivery_of(&self, e: &Entry) -> Result<pb::Delivery> {
+        let mut d = self.accept_at(e.loc)?.delivery;
+        d.late_backlog = e.late;
+        Ok(convert::delivery(d))
+    }
 
-impl Store {
+    /// The attempts of an entry, oldest first.
+    fn attempts_of(&self, e: &Entry) -> Result<Vec<pb::Attempt>> {
+        let mut out = Vec::new();
+        let mut at = e.last_attempt;
+        while let Some(loc) = at {
+            let Record::Attempt(a) = segment::read(&self.segments, loc)? else {
+                break;
+            };
+            at = a.prev;
+            out.push(convert::attempt(a.log));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Up to `limit` queued items of an endpoint, in queue order, from the
     /// position after `after`; fewer only when the queue has no more.
     pub fn pending(&self, endpoint_id: &str, after: u64, limit: usize) -> Result<Vec<Queued>> {
-        let tx = self.read()?;
-        let queue = tx.open_table(QUEUE).map_err(e)?;
-        let mut out = Vec::new();
-        if after == u64::MAX {
-            return Ok(out);
-        }
-        for row in queue
-            .range((endpoint_id, after + 1)..=(endpoint_id, u64::MAX))
-            .map_err(e)?
-        {
-            // Fewer than `limit` means the queue ended (workers rely on it).
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = row.map_err(e)?;
-            let (position, seq) = (k.value().1, v.value());
-            let Some(delivery) = delivery(&tx, seq)? else {
-                continue;
+        let entries: Vec<(u64, u64, Entry)> = {
+            let ix = self.index();
+            let Some(q) = ix.syms.get(endpoint_id).and_then(|ep| ix.queues.get(&ep)) else {
+                return Ok(Vec::new());
             };
-            let st = state(&tx, seq)?;
-            out.push(Queued {
-                seq,
-                position,
-                delivery,
-                attempts: st.attempts,
-                next_attempt_at_ms: st.next_attempt_at_ms,
-            });
-        }
-        Ok(out)
+            if after == u64::MAX {
+                return Ok(Vec::new());
+            }
+            q.range(after + 1..)
+                .take(limit)
+                .filter_map(|(pos, seq)| ix.entries.get(seq).map(|e| (*pos, *seq, e.clone())))
+                .collect()
+        };
+        entries
+            .into_iter()
+            .map(|(position, seq, e)| {
+                Ok(Queued {
+                    seq,
+                    position,
+                    delivery: self.delivery_of(&e)?,
+                    attempts: e.state.attempts,
+                    next_attempt_at_ms: e.state.next_attempt_at_ms,
+                })
+            })
+            .collect()
     }
 
     /// Every endpoint with at least one queued item.
     pub fn endpoints_with_pending(&self) -> Result<Vec<String>> {
-        let tx = self.read()?;
-        let t = tx.open_table(QUEUE).map_err(e)?;
-        let mut out: Vec<String> = Vec::new();
-        let mut from = String::new();
-        // Jump from endpoint to endpoint instead of reading every item.
-        loop {
-            let next = t
-                .range((from.as_str(), 0)..)
-                .map_err(e)?
-                .next()
-                .transpose()
-                .map_err(e)?;
-            let Some((k, _)) = next else { break };
-            let ep = k.value().0.to_string();
-            from = format!("{ep}\0");
-            out.push(ep);
-        }
+        let ix = self.index();
+        let mut out: Vec<String> = ix
+            .queues
+            .keys()
+            .map(|ep| ix.syms.name(*ep).to_string())
+            .collect();
+        out.sort();
         Ok(out)
     }
 
@@ -121,9 +117,8 @@ impl Store {
             let slot = herald_shared::slot::slot_for(&ep, herald_shared::slot::SLOT_COUNT);
             slots.entry(slot).or_default().push(ep);
         }
-        let tx = self.read()?;
-        for row in tx.open_table(PARKED).map_err(e)?.iter().map_err(e)? {
-            slots.entry(row.map_err(e)?.0.value().0).or_default();
+        for slot in self.index().parked.keys() {
+            slots.entry(*slot).or_default();
         }
         Ok(slots)
     }
@@ -131,75 +126,57 @@ impl Store {
     /// Up to `limit` deliveries of `slot` to hand over, each with its seq:
     /// every queued one of `endpoints` (the slot's, from
     /// [`Store::slots_with_work`]), endpoint by endpoint in queue order,
-    /// then the parked ones in arrival order.
+    /// then the parked ones. Each carries its stamp, so the receiver puts
+    /// them in the slot's order whatever order they travel in.
     pub fn handoff_items(
         &self,
         slot: u32,
         endpoints: &[String],
         limit: usize,
     ) -> Result<Vec<(u64, pb::HandedDelivery)>> {
-        let tx = self.read()?;
-        let mut seqs = Vec::new();
-        let queue = tx.open_table(QUEUE).map_err(e)?;
-        for ep in endpoints {
-            if seqs.len() >= limit {
-                break;
+        let picked: Vec<(u64, Entry)> = {
+            let ix = self.index();
+            let mut seqs: Vec<u64> = Vec::new();
+            for ep in endpoints {
+                let Some(q) = ix.syms.get(ep).and_then(|s| ix.queues.get(&s)) else {
+                    continue;
+                };
+                seqs.extend(q.values().take(limit - seqs.len().min(limit)));
             }
-            for row in queue
-                .range((ep.as_str(), 0)..=(ep.as_str(), u64::MAX))
-                .map_err(e)?
-                .take(limit - seqs.len())
-            {
-                seqs.push(row.map_err(e)?.1.value());
+            if let Some(parked) = ix.parked.get(&slot) {
+                seqs.extend(parked.iter().take(limit - seqs.len().min(limit)));
             }
-        }
-        if seqs.len() < limit {
-            let parked = tx.open_table(PARKED).map_err(e)?;
-            for row in parked
-                .range((slot, 0)..=(slot, u64::MAX))
-                .map_err(e)?
-                .take(limit - seqs.len())
-            {
-                seqs.push(row.map_err(e)?.0.value().1);
-            }
-        }
-        let mut out = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let Some(d) = delivery(&tx, seq)? else {
-                continue;
-            };
-            let st = state(&tx, seq)?;
-            let mut attempt_log = Vec::new();
-            for row in tx
-                .open_table(ATTEMPTS)
-                .map_err(e)?
-                .range((seq, 0)..=(seq, u32::MAX))
-                .map_err(e)?
-            {
-                if let Ok(a) = pb::Attempt::decode(row.map_err(e)?.1.value()) {
-                    attempt_log.push(a);
-                }
-            }
-            out.push((
-                seq,
-                pb::HandedDelivery {
-                    delivery: Some(d),
-                    status: st.status as i32,
-                    attempts: st.attempts,
-                    next_attempt_at_ms: st.next_attempt_at_ms,
-                    last_status_code: st.last_status_code,
-                    attempt_log,
-                },
-            ));
-        }
-        Ok(out)
+            seqs.truncate(limit);
+            seqs.into_iter()
+                .filter_map(|s| ix.entries.get(&s).map(|e| (s, e.clone())))
+                .collect()
+        };
+        picked
+            .into_iter()
+            .map(|(seq, e)| {
+                Ok((
+                    seq,
+                    pb::HandedDelivery {
+                        delivery: Some(self.delivery_of(&e)?),
+                        status: convert::status(e.state.status) as i32,
+                        attempts: e.state.attempts,
+                        next_attempt_at_ms: e.state.next_attempt_at_ms,
+                        last_status_code: e.state.last_status_code,
+                        attempt_log: self.attempts_of(&e)?,
+                        stamp: Some(pb::DeliveryStamp {
+                            epoch: e.stamp.epoch,
+                            seq: e.stamp.seq,
+                        }),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Number of queued items over all endpoints.
     pub fn queue_len(&self) -> Result<u64> {
-        let tx = self.read()?;
-        let t = tx.open_table(QUEUE).map_err(e)?;
-        t.len().map_err(e)
+        let ix = self.index();
+        Ok(ix.queues.values().map(|q| q.len() as u64).sum())
     }
 
     /// Deliveries matching `filter`, newest first, strictly older than
@@ -210,73 +187,22 @@ impl Store {
         before: Option<&pb::DeliveryCursor>,
         limit: usize,
     ) -> Result<ListPage> {
-        let tx = self.read()?;
-        let (index, owner) = if filter.endpoint_id.is_empty() {
-            (
-                tx.open_table(BY_TENANT).map_err(e)?,
-                filter.tenant_id.as_str(),
-            )
-        } else {
-            (
-                tx.open_table(BY_ENDPOINT).map_err(e)?,
-                filter.endpoint_id.as_str(),
-            )
+        let (matches, scanned_to) = {
+            let ix = self.index();
+            scan(&ix, filter, before, limit)
         };
-        let since = if filter.since_ms > 0 {
-            filter.since_ms
-        } else {
-            i64::MIN
+        let mut page = ListPage {
+            deliveries: Vec::with_capacity(matches.len()),
+            scanned_to,
         };
-        // Upper bound, exclusive: the earlier of until_ms and the cursor.
-        let mut upper: (i64, String) = (i64::MAX, String::new());
-        if filter.until_ms > 0 {
-            upper = (filter.until_ms, String::new());
-        }
-        if let Some(c) = before
-            && (c.created_at_ms, c.delivery_id.as_str()) < (upper.0, upper.1.as_str())
-        {
-            upper = (c.created_at_ms, c.delivery_id.clone());
-        }
-        let statuses: Vec<i32> = filter.statuses.clone();
-        let mut page = ListPage::default();
-        let mut last: Option<(i64, String)> = None;
-        let range = index
-            .range((owner, since, "")..(owner, upper.0, upper.1.as_str()))
-            .map_err(e)?;
-        for (scanned, row) in range.rev().enumerate() {
-            if page.deliveries.len() >= limit || scanned >= SCAN_BUDGET {
-                page.scanned_to = last.map(|(created_at_ms, delivery_id)| pb::DeliveryCursor {
-                    created_at_ms,
-                    delivery_id,
-                });
-                return Ok(page);
-            }
-            let (k, v) = row.map_err(e)?;
-            let (_, created, id) = k.value();
-            let (seq, event_type, resource) = v.value();
-            last = Some((created, id.to_string()));
-            if !filter.event_types.is_empty()
-                && !filter
-                    .event_types
-                    .iter()
-                    .any(|p| herald_shared::pattern::matches(p, event_type))
-            {
+        for e in matches {
+            let d = self.accept_at(e.loc)?.delivery;
+            // The index filtered by a hash of the resource id.
+            if !filter.resource_id.is_empty() && d.resource_id != filter.resource_id {
                 continue;
             }
-            if !filter.resource_id.is_empty() && filter.resource_id != resource {
-                continue;
-            }
-            let st = state(&tx, seq)?;
-            if !statuses.is_empty() && !statuses.contains(&(st.status as i32)) {
-                continue;
-            }
-            let Some(d) = delivery(&tx, seq)? else {
-                continue;
-            };
-            if d.tenant_id != filter.tenant_id {
-                continue;
-            }
-            page.deliveries.push(summary(&d, &st));
+            page.deliveries
+                .push(convert::summary(&self.index(), &e, &d));
         }
         Ok(page)
     }
@@ -284,71 +210,63 @@ impl Store {
     /// One delivery with its payload and attempts, if this agent holds it
     /// for `tenant_id`.
     pub fn get(&self, tenant_id: &str, delivery_id: &str) -> Result<Option<pb::DeliveryDetail>> {
-        let tx = self.read()?;
-        let Some(seq) = tx
-            .open_table(IDS)
-            .map_err(e)?
-            .get(delivery_id)
-            .map_err(e)?
-            .map(|v| v.value().0)
-            .filter(|seq| *seq != 0)
-        else {
+        let Some(id) = IdKey::parse(delivery_id) else {
             return Ok(None);
         };
-        let Some(d) = delivery(&tx, seq)? else {
-            return Ok(None);
-        };
-        if d.tenant_id != tenant_id {
-            return Ok(None);
-        }
-        let st = state(&tx, seq)?;
-        let mut attempts = Vec::new();
-        for row in tx
-            .open_table(ATTEMPTS)
-            .map_err(e)?
-            .range((seq, 0)..=(seq, u32::MAX))
-            .map_err(e)?
-        {
-            let (_, v) = row.map_err(e)?;
-            if let Ok(a) = pb::Attempt::decode(v.value()) {
-                attempts.push(a);
+        let e = {
+            let ix = self.index();
+            let Some(e) = ix.ids.get(&id).and_then(|s| ix.entries.get(s)) else {
+                return Ok(None);
+            };
+            if &**ix.syms.name(e.tenant) != tenant_id {
+                return Ok(None);
             }
-        }
+            e.clone()
+        };
+        let d = self.accept_at(e.loc)?.delivery;
+        let summary = convert::summary(&self.index(), &e, &d);
+        let (payload_json, occurred_at_ms) = (d.payload_json.clone(), d.occurred_at_ms);
         Ok(Some(pb::DeliveryDetail {
-            summary: Some(summary(&d, &st)),
-            payload_json: d.payload_json,
-            actor: d.actor,
-            occurred_at_ms: d.occurred_at_ms,
-            attempts,
+            summary: Some(summary),
+            payload_json,
+            actor: convert::delivery(d).actor,
+            occurred_at_ms,
+            attempts: self.attempts_of(&e)?,
         }))
     }
 
     /// The endpoint's counters, with the time its next attempt is due.
     pub fn stats(&self, endpoint_id: &str) -> Result<pb::EndpointStats> {
-        let tx = self.read()?;
-        let mut s = tx
-            .open_table(STATS)
-            .map_err(e)?
-            .get(endpoint_id)
-            .map_err(e)?
-            .and_then(|v| pb::EndpointStats::decode(v.value()).ok())
-            .unwrap_or_default();
-        s.endpoint_id = endpoint_id.to_string();
+        let ix = self.index();
+        let Some(ep) = ix.syms.get(endpoint_id) else {
+            return Ok(pb::EndpointStats {
+                endpoint_id: endpoint_id.to_string(),
+                ..Default::default()
+            });
+        };
+        let mut s = convert::stats(
+            endpoint_id,
+            &ix.counters.get(&ep).cloned().unwrap_or_default(),
+            ix.queue_depth(ep),
+        );
         // The earliest scheduled retry among the items at the head of the
         // queue; with none, an untried item is due now. (Untried items
         // behind a retrying head wait for it.)
-        let queue = tx.open_table(QUEUE).map_err(e)?;
         let mut next: Option<i64> = None;
         let mut untried = false;
-        for row in queue
-            .range((endpoint_id, 0)..=(endpoint_id, u64::MAX))
-            .map_err(e)?
+        for seq in ix
+            .queues
+            .get(&ep)
+            .into_iter()
+            .flat_map(|q| q.values())
             .take(NEXT_ATTEMPT_SCAN)
         {
-            let seq = row.map_err(e)?.1.value();
-            let st = state(&tx, seq)?;
-            if st.status == pb::DeliveryStatus::Retrying && st.next_attempt_at_ms > 0 {
-                next = Some(next.map_or(st.next_attempt_at_ms, |n| n.min(st.next_attempt_at_ms)));
+            let Some(e) = ix.entries.get(seq) else {
+                continue;
+            };
+            if e.state.status == super::record::Status::Retrying && e.state.next_attempt_at_ms > 0 {
+                let at = e.state.next_attempt_at_ms;
+                next = Some(next.map_or(at, |n| n.min(at)));
             } else {
                 untried = true;
             }
@@ -359,4 +277,88 @@ impl Store {
         s.next_attempt_at_ms = next.unwrap_or(0);
         Ok(s)
     }
+}
+
+/// Walks the tenant's or endpoint's log list backwards from the cursor,
+/// filtering by what the index holds; returns the matches (at most
+/// `limit`) and, if it stopped early, where.
+fn scan(
+    ix: &Index,
+    filter: &pb::ListDeliveriesRequest,
+    before: Option<&pb::DeliveryCursor>,
+    limit: usize,
+) -> (Vec<Entry>, Option<pb::DeliveryCursor>) {
+    let list = if filter.endpoint_id.is_empty() {
+        ix.syms
+            .get(&filter.tenant_id)
+            .and_then(|t| ix.by_tenant.get(&t))
+    } else {
+        ix.syms
+            .get(&filter.endpoint_id)
+            .and_then(|e| ix.by_endpoint.get(&e))
+    };
+    let Some(list) = list else {
+        return (Vec::new(), None);
+    };
+    let tenant = ix.syms.get(&filter.tenant_id);
+    let since = if filter.since_ms > 0 {
+        filter.since_ms
+    } else {
+        i64::MIN
+    };
+    // Upper bound, exclusive: the earlier of until_ms and the cursor.
+    let mut upper = (i64::MAX, IdKey(0), 0u64);
+    if filter.until_ms > 0 {
+        upper = (filter.until_ms, IdKey(0), 0);
+    }
+    if let Some(c) = before {
+        // A cursor id that does not parse sorts below every real id.
+        let id = IdKey::parse(&c.delivery_id).unwrap_or(IdKey(0));
+        let cur = (c.created_at_ms, id, 0);
+        if cur < upper {
+            upper = cur;
+        }
+    }
+    let resource = resource_hash(&filter.resource_id);
+    let mut out = Vec::new();
+    let mut last: Option<(i64, IdKey)> = None;
+    for (scanned, &(created, id, seq)) in list.range((since, IdKey(0), 0)..upper).rev().enumerate()
+    {
+        if out.len() >= limit || scanned >= SCAN_BUDGET {
+            let cursor = last.map(|(created_at_ms, id)| pb::DeliveryCursor {
+                created_at_ms,
+                delivery_id: id.to_string(),
+            });
+            return (out, cursor);
+        }
+        last = Some((created, id));
+        let Some(e) = ix.entries.get(&seq) else {
+            continue;
+        };
+        if Some(e.tenant) != tenant {
+            continue;
+        }
+        if !filter.event_types.is_empty() {
+            let t = ix.syms.name(e.event_type);
+            if !filter
+                .event_types
+                .iter()
+                .any(|p| herald_shared::pattern::matches(p, t))
+            {
+                continue;
+            }
+        }
+        if resource != 0 && e.resource != resource {
+            continue;
+        }
+        if !filter.statuses.is_empty()
+            && !filter
+                .statuses
+                .contains(&(convert::status(e.state.status) as i32))
+        {
+            continue;
+        }
+        out.push(e.clone());
+    }
+    (out, None)
 }

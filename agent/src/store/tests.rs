@@ -54,7 +54,6 @@ async fn insert_dedup_order_and_reopen() {
         assert_eq!(events, ["e1", "e2", "e3"]);
         let streak = s
             .record_failure(
-                "a",
                 a[1].seq,
                 attempt(500),
                 AttemptResult::Retry { next_at_ms: 1234 },
@@ -62,7 +61,7 @@ async fn insert_dedup_order_and_reopen() {
             .await
             .unwrap();
         assert_eq!(streak, 0, "a retry is not a delivery failed for good");
-        s.record_success("a", a[0].seq, attempt(200)).await;
+        s.record_success(a[0].seq, attempt(200)).await;
         // A later insert is ordered behind the success by the single writer.
         s.insert(vec![]).await.unwrap();
     }
@@ -120,15 +119,14 @@ async fn log_records_attempts_and_final_states() {
         .unwrap();
     let q = s.pending("a", 0, 10).unwrap();
     s.record_failure(
-        "a",
         q[0].seq,
         attempt(503),
         AttemptResult::Retry { next_at_ms: 5 },
     )
     .await
     .unwrap();
-    s.record_success("a", q[0].seq, attempt(200)).await;
-    s.record_failure("a", q[1].seq, attempt(500), AttemptResult::FailedForGood)
+    s.record_success(q[0].seq, attempt(200)).await;
+    s.record_failure(q[1].seq, attempt(500), AttemptResult::FailedForGood)
         .await
         .unwrap();
     let id0 = &q[0].delivery.delivery_id;
@@ -235,7 +233,7 @@ async fn retention_drops_finished_deliveries_only() {
         .unwrap();
     let q = s.pending("a", 0, 10).unwrap();
     for item in &q[..8] {
-        s.record_success("a", item.seq, attempt(200)).await;
+        s.record_success(item.seq, attempt(200)).await;
     }
     let keep = Retention {
         max_age_ms: i64::MAX / 2,
@@ -275,14 +273,14 @@ async fn handed_deliveries_queue_ahead_of_parked_work_and_may_come_back() {
     let mut fresh = delivery("a", "new");
     fresh.slot = slot("a");
     // New work for a slot still being handed over is parked...
-    s.insert_parking(vec![fresh], vec![slot("a")])
+    s.insert_parking(2, vec![fresh], vec![slot("a")])
         .await
         .unwrap();
     assert!(
         s.pending("a", 0, 10).unwrap().is_empty(),
         "parked, not queued"
     );
-    // ...the handed deliveries are queued as they come, with their state...
+    // ...so are the handed deliveries, with their state and stamps...
     let handed = |event: &str| {
         let mut d = delivery("a", event);
         d.slot = slot("a");
@@ -301,18 +299,28 @@ async fn handed_deliveries_queue_ahead_of_parked_work_and_may_come_back() {
                     ..a
                 })
                 .collect(),
+            stamp: Some(pb::DeliveryStamp {
+                epoch: 1,
+                seq: event.len() as u64,
+            }),
         }
     };
     let r = s
-        .insert_handed(vec![handed("old1"), handed("old2")], false)
+        .insert_handed(
+            2,
+            vec![handed("old1"), handed("old22")],
+            false,
+            vec![slot("a")],
+        )
         .await
         .unwrap();
     assert_eq!(r.stored, 2);
-    // ...and once the handoff is done the parked work goes behind them.
+    assert!(s.pending("a", 0, 10).unwrap().is_empty());
+    // ...and once the handoff is done all of it is queued in stamp order.
     assert_eq!(s.unpark(slot("a")).await.unwrap(), ["a"]);
     let q = s.pending("a", 0, 10).unwrap();
     let events: Vec<_> = q.iter().map(|q| q.delivery.event_id.as_str()).collect();
-    assert_eq!(events, ["old1", "old2", "new"]);
+    assert_eq!(events, ["old1", "old22", "new"]);
     assert_eq!((q[0].attempts, q[0].next_attempt_at_ms), (2, 99));
     let d = s.get("acme", &q[0].delivery.delivery_id).unwrap().unwrap();
     assert_eq!(d.attempts.len(), 2, "the attempt log moved too");
@@ -321,9 +329,15 @@ async fn handed_deliveries_queue_ahead_of_parked_work_and_may_come_back() {
     let seqs: Vec<u64> = q[..2].iter().map(|q| q.seq).collect();
     assert_eq!(s.drop_handed(seqs).await.unwrap(), 2);
     assert_eq!(s.pending("a", 0, 10).unwrap().len(), 1);
-    let r = s.insert_handed(vec![handed("old1")], true).await.unwrap();
+    let r = s
+        .insert_handed(3, vec![handed("old1")], true, vec![])
+        .await
+        .unwrap();
     assert_eq!((r.stored, r.duplicates), (1, 0));
-    let again = s.insert_handed(vec![handed("old1")], true).await.unwrap();
+    let again = s
+        .insert_handed(3, vec![handed("old1")], true, vec![])
+        .await
+        .unwrap();
     assert_eq!(again.duplicates, 1, "a repeated batch is skipped");
     let q = s.pending("a", 0, 10).unwrap();
     assert!(
@@ -333,157 +347,214 @@ async fn handed_deliveries_queue_ahead_of_parked_work_and_may_come_back() {
     assert_eq!(s.stats("a").unwrap().queue_depth, 2);
 }
 
-#[tokio::test]
-async fn a_store_from_before_the_id_index_merge_keeps_its_ids_and_idempotency_records() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        // The layout of older stores: ids and idempotency records apart.
-        let db = redb::Database::create(dir.path().join("herald-agent.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
-        tx.open_table(tables::OLD_IDS)
-            .unwrap()
-            .insert("dlv_held", 7)
-            .unwrap();
-        tx.open_table(tables::OLD_SEEN)
-            .unwrap()
-            .insert(("a", "dlv_gone"), 1_000)
-            .unwrap();
-        tx.commit().unwrap();
-    }
-    let s = Store::open(dir.path()).unwrap();
-    let mut gone = delivery("a", "e1");
-    gone.delivery_id = "dlv_gone".into();
-    let mut held = delivery("a", "e2");
-    held.delivery_id = "dlv_held".into();
-    let r = s
-        .insert(vec![gone, held, delivery("a", "e3")])
-        .await
-        .unwrap();
-    assert_eq!((r.stored, r.duplicates), (1, 2));
-    let tx = s.read().unwrap();
-    use redb::TableHandle as _;
-    let names: Vec<String> = tx
-        .list_tables()
-        .unwrap()
-        .map(|t| t.name().to_string())
-        .collect();
-    assert!(!names.contains(&"seen".to_string()), "{names:?}");
-    assert!(!names.contains(&"delivery_ids".to_string()), "{names:?}");
+fn slot_of(ep: &str) -> u32 {
+    herald_shared::slot::slot_for(ep, herald_shared::slot::SLOT_COUNT)
 }
 
+fn in_slot(ep: &str, event: &str) -> pb::Delivery {
+    let mut d = delivery(ep, event);
+    d.slot = slot_of(ep);
+    d.delivery_id = herald_shared::ids::delivery_id_for(ep, event);
+    d
+}
+
+fn events(q: &[Queued]) -> Vec<String> {
+    q.iter().map(|q| q.delivery.event_id.clone()).collect()
+}
+
+/// The gap ARCHITECTURE.md used to list: B, the new owner, parked its own
+/// work (epoch 2) and died; the interim owner A parked newer work (epoch 3)
+/// and, when B came back, handed it over. B's own older work must go first,
+/// whatever order things reached it in.
 #[tokio::test]
-async fn a_worker_feed_gets_committed_work_in_order_and_goes_stale_on_purge() {
+async fn own_parked_work_goes_before_newer_handed_work() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
-    let feed = s.subscribe("a");
-    assert!(
-        matches!(feed.take(0, 10), Taken::Stale),
-        "read the store first"
-    );
-    feed.refresh();
-    s.insert(vec![
-        delivery("a", "e1"),
-        delivery("b", "e1"),
-        delivery("a", "e2"),
-    ])
+    let parked = vec![slot_of("a")];
+    s.insert_parking(
+        2,
+        vec![in_slot("a", "b1"), in_slot("a", "b2")],
+        parked.clone(),
+    )
     .await
     .unwrap();
-    let Taken::Items(got) = feed.take(0, 10) else {
-        panic!("the feed has the new work")
+    let handed = |event: &str, seq: u64| pb::HandedDelivery {
+        delivery: Some(in_slot("a", event)),
+        status: pb::DeliveryStatus::Pending as i32,
+        stamp: Some(pb::DeliveryStamp { epoch: 3, seq }),
+        ..Default::default()
     };
-    let events: Vec<_> = got.iter().map(|q| q.delivery.event_id.as_str()).collect();
-    assert_eq!(events, ["e1", "e2"]);
-    // The same items, with the same places, as a store read gives.
-    let stored = s.pending("a", 0, 10).unwrap();
-    let key = |q: &Queued| (q.seq, q.position);
-    assert_eq!(
-        got.iter().map(key).collect::<Vec<_>>(),
-        stored.iter().map(key).collect::<Vec<_>>()
-    );
-    s.insert(vec![delivery("a", "e3")]).await.unwrap();
-    s.purge("b").await.unwrap();
+    // A's sequence numbers are its own and far above B's: only epochs compare.
+    s.insert_handed(
+        4,
+        vec![handed("a1", 1), handed("a2", 2)],
+        false,
+        parked.clone(),
+    )
+    .await
+    .unwrap();
+    s.insert_parking(4, vec![in_slot("a", "b3")], parked.clone())
+        .await
+        .unwrap();
     assert!(
-        matches!(feed.take(got[1].position, 10), Taken::Stale),
-        "a purge is not something a feed can follow"
+        s.pending("a", 0, 10).unwrap().is_empty(),
+        "nothing goes before the handoff is done"
+    );
+    s.unpark(slot_of("a")).await.unwrap();
+    assert_eq!(
+        events(&s.pending("a", 0, 10).unwrap()),
+        ["b1", "b2", "a1", "a2", "b3"]
     );
 }
 
-/// A worker as the dispatcher runs it (store until a short read, then its
-/// feed), with publishes landing at every point of that cycle, including
-/// between the feed's refresh and the store read, and bursts that overflow
-/// the feed: it must see every delivery once, in queue order.
+/// Everything the index holds comes back after a restart: queue order,
+/// parked work, retry state, attempts, counters, the idempotency window.
 #[tokio::test]
-async fn a_worker_moving_between_store_and_feed_sees_everything_once_in_order() {
+async fn a_restart_rebuilds_every_index_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
-    let feed = s.subscribe("a");
-    let limit = 64;
-    let (mut from_store, mut after) = (true, 0u64);
-    let mut published = 0u64;
-    let mut got: Vec<u64> = Vec::new();
-    let publish = |n: u64, published: &mut u64| {
-        let batch: Vec<_> = (*published..*published + n)
-            .map(|i| delivery("a", &format!("e{i}")))
-            .collect();
-        *published += n;
-        batch
+    let before;
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.insert_parking(
+            1,
+            vec![in_slot("a", "e1"), in_slot("a", "e2"), in_slot("b", "p1")],
+            vec![slot_of("b")],
+        )
+        .await
+        .unwrap();
+        let q = s.pending("a", 0, 10).unwrap();
+        s.record_failure(
+            q[0].seq,
+            attempt(503),
+            AttemptResult::Retry { next_at_ms: 77 },
+        )
+        .await
+        .unwrap();
+        s.record_success(q[1].seq, attempt(200)).await;
+        s.sync().await.unwrap();
+        before = (s.pending("a", 0, 10).unwrap(), s.stats("a").unwrap());
+    }
+    let s = reopen(dir.path()).await;
+    let q = s.pending("a", 0, 10).unwrap();
+    assert_eq!(events(&q), events(&before.0));
+    assert_eq!(
+        (q[0].attempts, q[0].next_attempt_at_ms, q[0].position),
+        (1, 77, before.0[0].position)
+    );
+    assert_eq!(s.stats("a").unwrap(), before.1);
+    assert!(s.pending("b", 0, 10).unwrap().is_empty(), "still parked");
+    assert_eq!(s.unpark(slot_of("b")).await.unwrap(), ["b"]);
+    assert_eq!(events(&s.pending("b", 0, 10).unwrap()), ["p1"]);
+    let detail = s.get("acme", &q[0].delivery.delivery_id).unwrap().unwrap();
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(
+        s.insert(vec![in_slot("a", "e2")]).await.unwrap().duplicates,
+        1
+    );
+}
+
+/// Retention drops whole segments, oldest first, once little of them is
+/// live: the live deliveries move forward with their attempts, counters
+/// survive in a checkpoint, and the ids of what was dropped are still
+/// remembered for the idempotency window.
+#[tokio::test]
+async fn compaction_drops_old_segments_and_keeps_what_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep_event = "e0";
+    {
+        let s = Store::open_with_segment_bytes(dir.path(), 4096).unwrap();
+        for i in 0..200 {
+            s.insert(vec![in_slot("a", &format!("e{i}"))])
+                .await
+                .unwrap();
+        }
+        let q = s.pending("a", 0, 1000).unwrap();
+        // The first stays queued, with a failed attempt; the rest succeed.
+        s.record_failure(
+            q[0].seq,
+            attempt(500),
+            AttemptResult::Retry { next_at_ms: 5 },
+        )
+        .await
+        .unwrap();
+        for (i, item) in q[1..].iter().enumerate() {
+            s.record_success(item.seq, attempt(200)).await;
+            if i % 4 == 0 {
+                s.sync().await.unwrap();
+            }
+        }
+        s.sync().await.unwrap();
+        let segments_before = s.segment_count();
+        assert!(segments_before > 10, "{segments_before}");
+        let r = Retention {
+            max_age_ms: i64::MAX / 2,
+            max_finished: 0,
+        };
+        assert_eq!(s.retain(r).await.unwrap(), 199);
+        // Each call compacts at most the oldest segment.
+        for _ in 0..3 * segments_before {
+            s.retain(r).await.unwrap();
+        }
+        assert!(
+            s.segment_count() <= 3,
+            "{} of {segments_before}",
+            s.segment_count()
+        );
+    }
+    let s = reopen(dir.path()).await;
+    let q = s.pending("a", 0, 10).unwrap();
+    assert_eq!(events(&q), [keep_event]);
+    assert_eq!(
+        s.get("acme", &q[0].delivery.delivery_id)
+            .unwrap()
+            .unwrap()
+            .attempts
+            .len(),
+        1
+    );
+    let st = s.stats("a").unwrap();
+    assert_eq!(
+        (st.events, st.successes, st.attempts, st.queue_depth),
+        (200, 199, 200, 1)
+    );
+    let all = pb::ListDeliveriesRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
     };
-    let seq_of = |q: &Queued| q.delivery.event_id[1..].parse::<u64>().unwrap();
-    for round in 0u64..400 {
-        // Mostly small publishes, now and then a burst past the feed's cap.
-        let n = if round % 97 == 50 {
-            1_500
-        } else {
-            (round * 37) % 23
-        };
-        s.insert(publish(n, &mut published)).await.unwrap();
-        let batch = if from_store {
-            feed.refresh();
-            if round % 3 == 0 {
-                // Lands in the feed and in the read that follows.
-                s.insert(publish(5, &mut published)).await.unwrap();
-            }
-            let b = s.pending("a", after, limit).unwrap();
-            from_store = b.len() >= limit;
-            b
-        } else {
-            match feed.take(after, limit) {
-                Taken::Items(b) => b,
-                Taken::Empty => Vec::new(),
-                Taken::Stale => {
-                    from_store = true;
-                    Vec::new()
-                }
-            }
-        };
-        for q in batch {
-            after = q.position;
-            got.push(seq_of(&q));
+    assert_eq!(s.list(&all, None, 1000).unwrap().deliveries.len(), 1);
+    // Dropped by retention, still within the window: a re-sent publish is
+    // a duplicate.
+    assert_eq!(
+        s.insert(vec![in_slot("a", "e5")]).await.unwrap().duplicates,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_record_in_the_middle_stops_the_store_from_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        for i in 0..3 {
+            s.insert(vec![in_slot("a", &format!("e{i}"))])
+                .await
+                .unwrap();
         }
     }
-    // Drain what is left the same way.
-    while (got.len() as u64) < published {
-        let batch = if from_store {
-            feed.refresh();
-            let b = s.pending("a", after, limit).unwrap();
-            from_store = b.len() >= limit;
-            b
-        } else {
-            match feed.take(after, limit) {
-                Taken::Items(b) => b,
-                Taken::Empty => break,
-                Taken::Stale => {
-                    from_store = true;
-                    continue;
-                }
+    let path = dir.path().join("store/seg-0000000000.log");
+    // Wait for the writer to let go of the lock, then damage the first commit.
+    let _ = reopen(dir.path()).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = loop {
+        match Store::open(dir.path()) {
+            Err(e) if e.to_string().contains("in use") => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
             }
-        };
-        for q in batch {
-            after = q.position;
-            got.push(seq_of(&q));
+            Err(e) => break e,
+            Ok(_) => panic!("a damaged store opened"),
         }
-    }
-    assert_eq!(got.len() as u64, published, "every delivery, once");
-    assert!(got.iter().copied().eq(0..published), "in publish order");
-    assert!(published > 4_000, "bursts overflowed the feed: {published}");
+    };
+    assert!(err.to_string().contains("corrupt"), "{err}");
 }

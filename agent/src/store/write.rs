@@ -1,213 +1,335 @@
-//! The writer thread: applies every change to the store, in groups.
+//! The writer thread: turns requests into records, commits them in
+//! groups, then applies them to the index.
 //!
-//! It takes whatever requests have queued up while the previous commit was
-//! syncing and makes them durable with a single fsync, so throughput grows
-//! with load instead of being capped at one fsync per request. Being the
-//! only writer, it can read-modify-write counters without races.
+//! It takes whatever requests queued up while the previous commit was
+//! syncing and writes their records as one frame with one `fdatasync`, so
+//! throughput grows with load instead of being capped at one sync per
+//! request. Records are built from the committed index (plus what the
+//! group itself added) and applied with [`Index::apply`] only after the
+//! sync: readers never see what is not durable, and what they see is what
+//! recovery would rebuild. Requests that reorganise queues (unpark, drop,
+//! purge, mark late, retention) are committed alone, so that they see
+//! every earlier request applied.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use herald_proto::v1 as pb;
-use prost::Message as _;
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::feed::Feeds;
-use super::tables::*;
-use super::{AttemptResult, Inserted, Queued};
+use super::convert;
+use super::index::Index;
+use super::migrate::Imported;
+use super::record::*;
+use super::segment::{CommitError, Frame, Log, LogError};
+use super::{AttemptResult, DEDUP_WINDOW_MS, Inserted};
 use crate::error::{Error, Result};
 
 /// Most requests folded into one commit.
 const MAX_GROUP: usize = 512;
-/// Most finished deliveries one retention pass deletes (bounds a commit).
-const RETAIN_BATCH: usize = 5_000;
+/// Most finished deliveries one retention pass drops (bounds a commit).
+pub const RETAIN_BATCH: usize = 5_000;
+/// Most segments one retention pass compacts (bounds its time).
+const COMPACT_PER_PASS: usize = 8;
+/// A sealed segment is compacted once at most this share of its bytes
+/// (the live deliveries' records) is still live (1/4).
+const COMPACT_LIVE_DIVISOR: u64 = 4;
 
 /// One request to the writer.
 pub(super) enum WriteOp {
-    /// New deliveries; those in `parked` slots are held aside.
+    /// New deliveries accepted at `epoch`; those in `parked` slots wait.
     Insert {
+        epoch: u64,
         deliveries: Vec<pb::Delivery>,
         parked: Vec<u32>,
         reply: oneshot::Sender<Result<Inserted>>,
     },
-    /// Deliveries another agent handed over, queued as they come.
+    /// Deliveries another agent handed over.
     InsertHanded {
+        epoch: u64,
         items: Vec<pb::HandedDelivery>,
         late: bool,
+        parked: Vec<u32>,
         reply: oneshot::Sender<Result<Inserted>>,
     },
-    /// Queues a slot's parked deliveries; replies with their endpoints.
-    Unpark(u32, oneshot::Sender<Result<Vec<String>>>),
-    /// Forgets deliveries that were handed to another agent.
-    DropHanded(Vec<u64>, oneshot::Sender<Result<u64>>),
-    /// Marks queued and parked deliveries up to a seq as late backlog.
-    MarkLate(u64, oneshot::Sender<Result<u64>>),
     Attempt {
-        endpoint_id: String,
         seq: u64,
         record: Box<pb::Attempt>,
         result: AttemptResult,
         /// Told the endpoint's deliveries failed for good in a row.
         reply: Option<oneshot::Sender<Result<u32>>>,
     },
-    Purge(String, oneshot::Sender<Result<u64>>),
     ResetStreak(String),
+    /// Queues a slot's parked deliveries; replies with their endpoints.
+    Unpark(u32, oneshot::Sender<Result<Vec<String>>>),
+    /// Forgets deliveries that were handed to another agent.
+    DropHanded(Vec<u64>, oneshot::Sender<Result<u64>>),
+    /// Marks queued deliveries up to a seq as late backlog.
+    MarkLate(u64, oneshot::Sender<Result<u64>>),
+    Purge(String, oneshot::Sender<Result<u64>>),
     PruneSeen(i64),
     Retain {
         cutoff_ms: i64,
         max_finished: u64,
         reply: oneshot::Sender<Result<u64>>,
     },
+    /// Deliveries of an old store, in queue order (`migrate.rs`).
+    Import(Vec<Imported>, oneshot::Sender<Result<()>>),
+    /// The counters of an old store (`migrate.rs`).
+    ImportCounters(Vec<(String, Counters)>, oneshot::Sender<Result<()>>),
 }
 
-/// A reply to send once the group is committed.
+impl WriteOp {
+    /// Whether it must be committed alone (see the module doc).
+    fn alone(&self) -> bool {
+        !matches!(
+            self,
+            WriteOp::Insert { .. }
+                | WriteOp::InsertHanded { .. }
+                | WriteOp::Attempt { .. }
+                | WriteOp::ResetStreak(_)
+        )
+    }
+}
+
+/// A reply to send once the group is committed and applied.
 enum Reply {
     Inserted(oneshot::Sender<Result<Inserted>>, Inserted),
     Count(oneshot::Sender<Result<u64>>, u64),
-    Streak(oneshot::Sender<Result<u32>>, u32),
+    /// The streak is read from the index after the apply.
+    Streak(oneshot::Sender<Result<u32>>, u64),
     Endpoints(oneshot::Sender<Result<Vec<String>>>, Vec<String>),
+    Done(oneshot::Sender<Result<()>>),
 }
 
 impl Reply {
-    fn send(self, err: Option<&redb::Error>) {
-        let e = || {
-            Error::Store(redb::Error::Io(std::io::Error::other(
-                err.unwrap().to_string(),
-            )))
-        };
-        match (self, err.is_some()) {
-            (Reply::Inserted(tx, v), false) => drop(tx.send(Ok(v))),
-            (Reply::Inserted(tx, _), true) => drop(tx.send(Err(e()))),
-            (Reply::Count(tx, v), false) => drop(tx.send(Ok(v))),
-            (Reply::Count(tx, _), true) => drop(tx.send(Err(e()))),
-            (Reply::Streak(tx, v), false) => drop(tx.send(Ok(v))),
-            (Reply::Streak(tx, _), true) => drop(tx.send(Err(e()))),
-            (Reply::Endpoints(tx, v), false) => drop(tx.send(Ok(v))),
-            (Reply::Endpoints(tx, _), true) => drop(tx.send(Err(e()))),
-        }
-    }
-}
-
-pub(super) fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteOp>, feeds: &Feeds) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut ops = vec![first];
-        while ops.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
+    fn send(self, index: &Index, err: Option<&str>) {
+        let e = |m: &str| Error::Store(LogError::Io(std::io::Error::other(m.to_string())));
+        match (self, err) {
+            (Reply::Inserted(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Count(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Endpoints(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Done(tx), None) => drop(tx.send(Ok(()))),
+            (Reply::Done(tx), Some(m)) => drop(tx.send(Err(e(m)))),
+            (Reply::Streak(tx, seq), None) => {
+                let streak = index
+                    .entries
+                    .get(&seq)
+                    .and_then(|e| index.counters.get(&e.endpoint))
+                    .map_or(0, |c| c.deliveries_failed_in_a_row);
+                drop(tx.send(Ok(streak)));
             }
-        }
-        let mut replies = Vec::with_capacity(ops.len());
-        let mut fed = Fed::default();
-        let m = crate::metrics::get();
-        m.store_commit_writes.observe(ops.len() as f64);
-        let started = std::time::Instant::now();
-        let result = commit_group(db, ops, &mut replies, &mut fed);
-        m.store_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(()) if !fed.invalidate => feeds.push(fed.queued),
-            Ok(()) => feeds.invalidate_all(),
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed");
-                // Positions handed out in the failed group will be reused.
-                feeds.invalidate_all();
-            }
-        }
-        // Fed before the replies, so a worker woken by one finds its items.
-        for r in replies {
-            r.send(result.as_ref().err());
+            (Reply::Inserted(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
+            (Reply::Count(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
+            (Reply::Endpoints(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
+            (Reply::Streak(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
         }
     }
 }
 
-/// What a commit group means for the workers' feeds.
-#[derive(Default)]
-struct Fed {
-    /// Deliveries it queued, in queue order.
-    queued: Vec<Queued>,
-    /// It changed queues in other ways: every feed must re-read the store.
-    invalidate: bool,
-}
-
-fn commit_group(
-    db: &Database,
-    ops: Vec<WriteOp>,
-    replies: &mut Vec<Reply>,
-    fed: &mut Fed,
-) -> Result<(), redb::Error> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::Immediate)
-        .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
-    let now = herald_shared::time::now_ms();
-    {
-        let mut t = Tables::open(&tx)?;
-        for op in ops {
-            t.apply(op, now, replies)?;
-        }
-        t.save_counters()?;
-        *fed = std::mem::take(&mut t.fed);
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Every table, opened once per commit group, and the counters kept in
-/// `META`, read once and written back once.
-struct Tables<'t> {
-    deliveries: Table<'t, u64, &'static [u8]>,
-    ids: Table<'t, &'static str, (u64, i64)>,
-    state: Table<'t, u64, StateTuple>,
-    queue: Table<'t, (&'static str, u64), u64>,
-    parked: Table<'t, (u32, u64), ()>,
-    by_endpoint: Table<'t, (&'static str, i64, &'static str), (u64, &'static str, &'static str)>,
-    by_tenant: Table<'t, (&'static str, i64, &'static str), (u64, &'static str, &'static str)>,
-    attempts: Table<'t, (u64, u32), &'static [u8]>,
-    done: Table<'t, (i64, u64), ()>,
-    stats: Table<'t, &'static str, &'static [u8]>,
-    meta: Table<'t, &'static str, u64>,
-    /// Next delivery seq (from 1).
+/// The writer's state: the log's end and the counters it hands out.
+pub(super) struct Writer {
+    log: Log,
+    /// The ids log (`seen/`): ids of deliveries no longer in the main log
+    /// but within the idempotency window, each written once.
+    seen_log: Log,
+    /// Per ids-log segment, the newest acceptance time in it: the segment
+    /// goes once that is outside the window.
+    seen_newest: std::collections::BTreeMap<u32, i64>,
+    index: Arc<RwLock<Index>>,
     next_seq: u64,
-    /// Next queue position (from 1).
     next_position: u64,
-    /// Finished deliveries held (for retention by count).
-    finished: u64,
-    fed: Fed,
 }
 
-impl<'t> Tables<'t> {
-    fn open(tx: &'t WriteTransaction) -> Result<Self, redb::Error> {
-        let meta = tx.open_table(META)?;
-        let counter = |k: &str| -> Result<u64, redb::Error> {
-            Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
+/// One commit being built.
+struct Group {
+    frame: Frame,
+    records: Vec<(Loc, u32, Record)>,
+    replies: Vec<Reply>,
+    /// Ids stored by this group (not in the index yet).
+    ids: HashSet<IdKey>,
+    /// Attempts recorded by this group: seq → (attempts, last record).
+    attempts: HashMap<u64, (u32, Loc)>,
+}
+
+impl Group {
+    fn push(&mut self, r: Record) -> Loc {
+        let (loc, size) = self.frame.push(&r);
+        self.records.push((loc, size, r));
+        loc
+    }
+}
+
+impl Writer {
+    pub(super) fn new(
+        log: Log,
+        seen_log: Log,
+        seen_newest: std::collections::BTreeMap<u32, i64>,
+        index: Arc<RwLock<Index>>,
+    ) -> Self {
+        let (next_seq, next_position) = {
+            let ix = index.read().unwrap_or_else(|p| p.into_inner());
+            (ix.next_seq.max(1), ix.next_position.max(1))
         };
-        let (next_seq, next_position, finished) = (
-            counter("next_seq")?.max(1),
-            counter("next_position")?.max(1),
-            counter("finished")?,
-        );
-        Ok(Tables {
-            deliveries: tx.open_table(DELIVERIES)?,
-            ids: tx.open_table(IDS)?,
-            state: tx.open_table(STATE)?,
-            queue: tx.open_table(QUEUE)?,
-            parked: tx.open_table(PARKED)?,
-            by_endpoint: tx.open_table(BY_ENDPOINT)?,
-            by_tenant: tx.open_table(BY_TENANT)?,
-            attempts: tx.open_table(ATTEMPTS)?,
-            done: tx.open_table(DONE)?,
-            stats: tx.open_table(STATS)?,
-            meta,
+        Writer {
+            log,
+            seen_log,
+            seen_newest,
+            index,
             next_seq,
             next_position,
-            finished,
-            fed: Fed::default(),
+        }
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn group(&mut self) -> Result<Group> {
+        Ok(Group {
+            frame: self.log.frame().map_err(LogError::Io)?,
+            records: Vec::new(),
+            replies: Vec::new(),
+            ids: HashSet::new(),
+            attempts: HashMap::new(),
         })
     }
 
-    fn save_counters(&mut self) -> Result<(), redb::Error> {
-        self.meta.insert("next_seq", self.next_seq)?;
-        self.meta.insert("next_position", self.next_position)?;
-        self.meta.insert("finished", self.finished)?;
-        Ok(())
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriteOp>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let m = crate::metrics::get();
+            m.store_commit_writes.observe(ops.len() as f64);
+            let started = std::time::Instant::now();
+            self.run_ops(ops);
+            m.store_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn run_ops(&mut self, ops: Vec<WriteOp>) {
+        let mut group: Option<Group> = None;
+        for op in ops {
+            if op.alone() {
+                if let Some(g) = group.take() {
+                    self.commit(g);
+                }
+                self.run_alone(op);
+                continue;
+            }
+            if group.is_none() {
+                match self.group() {
+                    Ok(g) => group = Some(g),
+                    Err(e) => {
+                        fail_op(op, &e.to_string());
+                        continue;
+                    }
+                }
+            }
+            if let Some(g) = group.as_mut() {
+                self.build(g, op);
+            }
+        }
+        if let Some(g) = group {
+            self.commit(g);
+        }
+    }
+
+    /// Writes the group's frame, applies its records, answers.
+    fn commit(&mut self, g: Group) {
+        let Group {
+            frame,
+            records,
+            replies,
+            ..
+        } = g;
+        match self.log.commit(frame) {
+            Ok(()) => {
+                let mut ix = self.index.write().unwrap_or_else(|p| p.into_inner());
+                for (loc, size, r) in &records {
+                    ix.apply(*loc, *size, r);
+                }
+                let ix = std::sync::RwLockWriteGuard::downgrade(ix);
+                for r in replies {
+                    r.send(&ix, None);
+                }
+            }
+            Err(CommitError::Write(e)) => {
+                tracing::error!(error = %e, "store commit failed; nothing of it was stored");
+                let ix = self.read_index();
+                let msg = e.to_string();
+                for r in replies {
+                    r.send(&ix, Some(&msg));
+                }
+            }
+            Err(CommitError::Sync(e)) => {
+                // After a failed fsync the page cache cannot be trusted to
+                // say what is on disk; a restart recovers what is.
+                tracing::error!(error = %e, "store sync failed; exiting to recover from disk");
+                std::process::exit(70);
+            }
+        }
+    }
+
+    /// Adds a request that can share a commit.
+    fn build(&mut self, g: &mut Group, op: WriteOp) {
+        let now = herald_shared::time::now_ms();
+        match op {
+            WriteOp::Insert {
+                epoch,
+                deliveries,
+                parked,
+                reply,
+            } => {
+                let r = self.build_insert(g, epoch, deliveries, &parked, now);
+                g.replies.push(Reply::Inserted(reply, r));
+            }
+            WriteOp::InsertHanded {
+                epoch,
+                items,
+                late,
+                parked,
+                reply,
+            } => {
+                let r = self.build_handed(g, epoch, items, late, &parked, now);
+                g.replies.push(Reply::Inserted(reply, r));
+            }
+            WriteOp::Attempt {
+                seq,
+                record,
+                result,
+                reply,
+            } => {
+                self.build_attempt(g, seq, *record, result, now);
+                if let Some(reply) = reply {
+                    g.replies.push(Reply::Streak(reply, seq));
+                }
+            }
+            WriteOp::ResetStreak(endpoint_id) => {
+                g.push(Record::ResetStreak { endpoint_id });
+            }
+            other => fail_op(other, "internal: not a grouped request"),
+        }
+    }
+
+    /// Whether `id` is held, or (for new work, `check_seen`) was accepted
+    /// within the idempotency window. Handed-over deliveries skip the
+    /// window: one that left this agent earlier and comes back is taken.
+    fn is_duplicate(&self, g: &Group, id: IdKey, check_seen: bool) -> bool {
+        let ix = self.read_index();
+        g.ids.contains(&id) || ix.ids.contains_key(&id) || (check_seen && ix.seen.contains_key(&id))
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
     }
 
     fn take_position(&mut self) -> u64 {
@@ -216,149 +338,14 @@ impl<'t> Tables<'t> {
         p
     }
 
-    fn apply(
+    fn build_insert(
         &mut self,
-        op: WriteOp,
-        now: i64,
-        replies: &mut Vec<Reply>,
-    ) -> Result<(), redb::Error> {
-        match op {
-            WriteOp::Insert {
-                deliveries,
-                parked,
-                reply,
-            } => {
-                let r = self.insert(deliveries, &parked, now)?;
-                replies.push(Reply::Inserted(reply, r));
-            }
-            WriteOp::InsertHanded { items, late, reply } => {
-                let r = self.insert_handed(items, late, now)?;
-                replies.push(Reply::Inserted(reply, r));
-            }
-            WriteOp::Unpark(slot, reply) => {
-                let eps = self.unpark(slot)?;
-                replies.push(Reply::Endpoints(reply, eps));
-            }
-            WriteOp::MarkLate(up_to, reply) => {
-                self.fed.invalidate = true;
-                let n = self.mark_late(up_to)?;
-                replies.push(Reply::Count(reply, n));
-            }
-            WriteOp::DropHanded(seqs, reply) => {
-                self.fed.invalidate = true;
-                let mut n = 0;
-                for seq in seqs {
-                    if let Some(ep) = self.drop_delivery(seq, true)? {
-                        self.update_stats(&ep, |s| {
-                            s.queue_depth = s.queue_depth.saturating_sub(1)
-                        })?;
-                        n += 1;
-                    }
-                }
-                replies.push(Reply::Count(reply, n));
-            }
-            WriteOp::Attempt {
-                endpoint_id,
-                seq,
-                record,
-                result,
-                reply,
-            } => {
-                let streak = self.attempt(&endpoint_id, seq, &record, result, now)?;
-                if let Some(reply) = reply {
-                    replies.push(Reply::Streak(reply, streak));
-                }
-            }
-            WriteOp::Purge(ep, reply) => {
-                self.fed.invalidate = true;
-                let n = self.purge(&ep)?;
-                replies.push(Reply::Count(reply, n));
-            }
-            WriteOp::ResetStreak(ep) => {
-                self.update_stats(&ep, |s| s.deliveries_failed_in_a_row = 0)?;
-            }
-            WriteOp::PruneSeen(cutoff) => {
-                // Held deliveries keep their entry whatever its age.
-                self.ids.retain(|_, (seq, at)| seq != 0 || at >= cutoff)?;
-            }
-            WriteOp::Retain {
-                cutoff_ms,
-                max_finished,
-                reply,
-            } => {
-                let n = self.retain(cutoff_ms, max_finished)?;
-                replies.push(Reply::Count(reply, n));
-            }
-        }
-        Ok(())
-    }
-
-    fn update_stats(
-        &mut self,
-        endpoint_id: &str,
-        f: impl FnOnce(&mut pb::EndpointStats),
-    ) -> Result<pb::EndpointStats, redb::Error> {
-        let mut s = self
-            .stats
-            .get(endpoint_id)?
-            .and_then(|v| pb::EndpointStats::decode(v.value()).ok())
-            .unwrap_or_else(|| pb::EndpointStats {
-                endpoint_id: endpoint_id.to_string(),
-                ..Default::default()
-            });
-        f(&mut s);
-        self.stats
-            .insert(endpoint_id, s.encode_to_vec().as_slice())?;
-        Ok(s)
-    }
-
-    /// Stores one delivery with its state, indexes and idempotency record;
-    /// queues it unless `park` (then it waits in `PARKED`). Returns its seq
-    /// and queue position (0 when parked), or None if a delivery with its id is already held, or (for new work,
-    /// `check_seen`) was accepted within the idempotency window. Handed-over
-    /// deliveries skip that check: one that left this agent earlier and
-    /// comes back must be taken again.
-    fn store_delivery(
-        &mut self,
-        d: &pb::Delivery,
-        mut st: State,
-        park: bool,
-        check_seen: bool,
-        now: i64,
-    ) -> Result<Option<(u64, u64)>, redb::Error> {
-        let id = d.delivery_id.as_str();
-        if let Some((held, _)) = self.ids.get(id)?.map(|v| v.value())
-            && (held != 0 || check_seen)
-        {
-            return Ok(None);
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ids.insert(id, (seq, now))?;
-        if park {
-            self.parked.insert((d.slot, seq), ())?;
-            st.position = 0;
-        } else {
-            st.position = self.take_position();
-            self.queue
-                .insert((d.endpoint_id.as_str(), st.position), seq)?;
-        }
-        self.deliveries.insert(seq, d.encode_to_vec().as_slice())?;
-        self.state.insert(seq, st.to_tuple())?;
-        let value = (seq, d.event_type.as_str(), resource_id(d));
-        self.by_endpoint
-            .insert((d.endpoint_id.as_str(), d.published_at_ms, id), value)?;
-        self.by_tenant
-            .insert((d.tenant_id.as_str(), d.published_at_ms, id), value)?;
-        Ok(Some((seq, st.position)))
-    }
-
-    fn insert(
-        &mut self,
+        g: &mut Group,
+        epoch: u64,
         deliveries: Vec<pb::Delivery>,
         parked: &[u32],
         now: i64,
-    ) -> Result<Inserted, redb::Error> {
+    ) -> Inserted {
         let mut res = Inserted::default();
         for mut d in deliveries {
             if d.delivery_id.is_empty() {
@@ -367,319 +354,467 @@ impl<'t> Tables<'t> {
             if d.published_at_ms == 0 {
                 d.published_at_ms = now;
             }
-            let park = parked.contains(&d.slot);
-            match self.store_delivery(&d, State::pending(), park, true, now)? {
-                Some((seq, position)) => {
-                    note_endpoint(&mut res, &d.endpoint_id);
-                    if !park {
-                        self.fed.queued.push(Queued {
-                            seq,
-                            position,
-                            delivery: d,
-                            attempts: 0,
-                            next_attempt_at_ms: 0,
-                        });
-                    }
-                }
-                None => res.duplicates += 1,
-            }
-        }
-        for (ep, n) in &res.endpoints {
-            self.update_stats(ep, |s| {
-                s.events += n;
-                s.queue_depth += n;
-                s.last_event_at_ms = now;
-            })?;
-        }
-        Ok(res)
-    }
-
-    /// Queues handed-over deliveries with their state and attempts. The
-    /// sender counted them as events already; here they only add to the
-    /// queue.
-    fn insert_handed(
-        &mut self,
-        items: Vec<pb::HandedDelivery>,
-        late: bool,
-        now: i64,
-    ) -> Result<Inserted, redb::Error> {
-        let mut res = Inserted::default();
-        for item in items {
-            let Some(mut d) = item.delivery else { continue };
-            d.late_backlog |= late;
-            let status = match pb::DeliveryStatus::try_from(item.status) {
-                Ok(pb::DeliveryStatus::Retrying) => pb::DeliveryStatus::Retrying,
-                _ => pb::DeliveryStatus::Pending,
-            };
-            let st = State {
-                status,
-                attempts: item.attempts,
-                next_attempt_at_ms: item.next_attempt_at_ms,
-                finished_at_ms: 0,
-                last_status_code: item.last_status_code,
-                position: 0,
-            };
-            let Some((seq, position)) = self.store_delivery(&d, st, false, false, now)? else {
+            let Some(id) = IdKey::parse(&d.delivery_id) else {
                 res.duplicates += 1;
                 continue;
             };
-            for a in &item.attempt_log {
-                self.attempts
-                    .insert((seq, a.number), a.encode_to_vec().as_slice())?;
+            if self.is_duplicate(g, id, true) {
+                res.duplicates += 1;
+                continue;
+            }
+            g.ids.insert(id);
+            let park = parked.contains(&d.slot);
+            let seq = self.take_seq();
+            let mut state = DeliveryState::pending();
+            if !park {
+                state.position = self.take_position();
             }
             note_endpoint(&mut res, &d.endpoint_id);
-            self.fed.queued.push(Queued {
+            g.push(Record::Accept(Box::new(Accept {
                 seq,
-                position,
-                delivery: d,
-                attempts: st.attempts,
-                next_attempt_at_ms: st.next_attempt_at_ms,
-            });
+                stamp: Stamp { epoch, seq },
+                accepted_at_ms: now,
+                origin: Origin::New,
+                parked: park,
+                state,
+                delivery: convert::delivery_rec(d),
+            })));
         }
-        for (ep, n) in &res.endpoints {
-            self.update_stats(ep, |s| s.queue_depth += n)?;
-        }
-        Ok(res)
+        res
     }
 
-    /// Queues every parked delivery of `slot`, in arrival order, behind
-    /// what is queued now (the handed-over work); returns their endpoints.
-    fn unpark(&mut self, slot: u32) -> Result<Vec<String>, redb::Error> {
-        let mut seqs = Vec::new();
-        self.parked
-            .retain_in((slot, 0)..=(slot, u64::MAX), |(_, seq), _| {
-                seqs.push(seq);
-                false
-            })?;
-        let mut endpoints: Vec<String> = Vec::new();
-        for seq in seqs {
-            let Some(d) = self
-                .deliveries
-                .get(seq)?
-                .and_then(|v| pb::Delivery::decode(v.value()).ok())
-            else {
-                continue;
-            };
-            let Some(mut st) = self.state.get(seq)?.map(|v| State::from_tuple(v.value())) else {
-                continue;
-            };
-            st.position = self.take_position();
-            self.state.insert(seq, st.to_tuple())?;
-            self.queue
-                .insert((d.endpoint_id.as_str(), st.position), seq)?;
-            if !endpoints.contains(&d.endpoint_id) {
-                endpoints.push(d.endpoint_id.clone());
-            }
-            self.fed.queued.push(Queued {
-                seq,
-                position: st.position,
-                delivery: d,
-                attempts: st.attempts,
-                next_attempt_at_ms: st.next_attempt_at_ms,
-            });
-        }
-        Ok(endpoints)
-    }
-
-    /// Records one attempt and what it means for the delivery and the
-    /// endpoint's counters; returns the deliveries failed in a row.
-    fn attempt(
+    fn build_handed(
         &mut self,
-        endpoint_id: &str,
+        g: &mut Group,
+        epoch: u64,
+        items: Vec<pb::HandedDelivery>,
+        late: bool,
+        parked: &[u32],
+        now: i64,
+    ) -> Inserted {
+        let mut res = Inserted::default();
+        for item in items {
+            let mut state = convert::handed_state(&item);
+            let Some(mut d) = item.delivery else { continue };
+            let Some(id) = IdKey::parse(&d.delivery_id) else {
+                res.duplicates += 1;
+                continue;
+            };
+            if self.is_duplicate(g, id, false) {
+                res.duplicates += 1;
+                continue;
+            }
+            g.ids.insert(id);
+            d.late_backlog |= late;
+            let seq = self.take_seq();
+            // Late work goes behind what was delivered meanwhile: it is
+            // stamped as if accepted now. Otherwise it keeps its place.
+            let stamp = match (&item.stamp, late) {
+                (Some(s), false) => Stamp {
+                    epoch: s.epoch,
+                    seq: s.seq,
+                },
+                _ => Stamp { epoch, seq },
+            };
+            let park = parked.contains(&d.slot);
+            if !park {
+                state.position = self.take_position();
+            }
+            note_endpoint(&mut res, &d.endpoint_id);
+            g.push(Record::Accept(Box::new(Accept {
+                seq,
+                stamp,
+                accepted_at_ms: now,
+                origin: Origin::Handed,
+                parked: park,
+                state,
+                delivery: convert::delivery_rec(d),
+            })));
+            let mut prev = None;
+            for a in item.attempt_log {
+                prev = Some(g.push(Record::Attempt(Box::new(Attempt {
+                    seq,
+                    carried: true,
+                    at_ms: a.started_at_ms,
+                    prev,
+                    outcome: Outcome::Held,
+                    log: convert::attempt_log(a),
+                }))));
+            }
+        }
+        res
+    }
+
+    fn build_attempt(
+        &mut self,
+        g: &mut Group,
         seq: u64,
-        record: &pb::Attempt,
+        record: pb::Attempt,
         result: AttemptResult,
         now: i64,
-    ) -> Result<u32, redb::Error> {
-        let Some(mut st) = self.state.get(seq)?.map(|v| State::from_tuple(v.value())) else {
-            // Purged meanwhile (the endpoint was deleted): nothing to record.
-            return Ok(0);
-        };
-        if !st.is_queued() {
-            // Already finished: a duplicate report (cannot happen with one worker).
-            return Ok(0);
-        }
-        st.attempts += 1;
-        st.last_status_code = record.response_status;
-        let finished = match result {
-            AttemptResult::Succeeded => Some(pb::DeliveryStatus::Succeeded),
-            AttemptResult::FailedForGood => Some(pb::DeliveryStatus::Failed),
-            AttemptResult::Retry { next_at_ms } => {
-                st.status = pb::DeliveryStatus::Retrying;
-                st.next_attempt_at_ms = next_at_ms;
-                None
-            }
-            AttemptResult::Held => {
-                st.status = pb::DeliveryStatus::Retrying;
-                st.next_attempt_at_ms = 0;
-                None
+    ) {
+        let (attempts, prev) = match g.attempts.get(&seq) {
+            Some(&(n, loc)) => (n, Some(loc)),
+            None => {
+                let ix = self.read_index();
+                // Purged or finished meanwhile: nothing to record.
+                let Some(e) = ix.entries.get(&seq).filter(|e| e.state.status.is_queued()) else {
+                    return;
+                };
+                (e.state.attempts, e.last_attempt)
             }
         };
-        if let Some(status) = finished {
-            st.status = status;
-            st.next_attempt_at_ms = 0;
-            st.finished_at_ms = now;
-            self.queue.remove((endpoint_id, st.position))?;
-            st.position = 0;
-            self.done.insert((now, seq), ())?;
-            self.finished += 1;
-        }
-        self.state.insert(seq, st.to_tuple())?;
-        self.attempts.insert(
-            (seq, st.attempts),
-            pb::Attempt {
-                number: st.attempts,
-                ..record.clone()
-            }
-            .encode_to_vec()
-            .as_slice(),
-        )?;
-        let short = attempt_summary(record);
-        let stats = self.update_stats(endpoint_id, |s| {
-            s.attempts += 1;
-            match result {
-                AttemptResult::Succeeded => {
-                    s.successes += 1;
-                    s.failures_since_last_success = 0;
-                    s.deliveries_failed_in_a_row = 0;
-                    s.queue_depth = s.queue_depth.saturating_sub(1);
-                    s.last_success = Some(short);
+        let outcome = match result {
+            AttemptResult::Succeeded => Outcome::Succeeded,
+            AttemptResult::Retry { next_at_ms } => Outcome::Retry(next_at_ms),
+            AttemptResult::Held => Outcome::Held,
+            AttemptResult::FailedForGood => Outcome::FailedForGood,
+        };
+        let mut log = convert::attempt_log(record);
+        log.number = attempts + 1;
+        let loc = g.push(Record::Attempt(Box::new(Attempt {
+            seq,
+            carried: false,
+            at_ms: now,
+            prev,
+            outcome,
+            log,
+        })));
+        g.attempts.insert(seq, (attempts + 1, loc));
+    }
+
+    /// Runs a request that is committed alone.
+    fn run_alone(&mut self, op: WriteOp) {
+        let mut g = match self.group() {
+            Ok(g) => g,
+            Err(e) => return fail_op(op, &e.to_string()),
+        };
+        match op {
+            WriteOp::Unpark(slot, reply) => {
+                let (record, endpoints) = self.unpark_record(slot);
+                if let Some(r) = record {
+                    g.push(r);
                 }
-                AttemptResult::Retry { .. } | AttemptResult::Held => {
-                    s.failures_since_last_success += 1;
-                    s.last_failure = Some(short);
+                g.replies.push(Reply::Endpoints(reply, endpoints));
+            }
+            WriteOp::DropHanded(seqs, reply) => {
+                let items = self.read_index().drop_items(&seqs);
+                let n = items.len() as u64;
+                if n > 0 {
+                    g.push(Record::Drop { items });
                 }
-                AttemptResult::FailedForGood => {
-                    s.failures += 1;
-                    s.failures_since_last_success += 1;
-                    s.deliveries_failed_in_a_row += 1;
-                    s.queue_depth = s.queue_depth.saturating_sub(1);
-                    s.last_failure = Some(short);
+                g.replies.push(Reply::Count(reply, n));
+            }
+            WriteOp::MarkLate(up_to, reply) => {
+                let n = self
+                    .read_index()
+                    .entries
+                    .iter()
+                    .filter(|(s, e)| **s <= up_to && e.state.status.is_queued() && !e.late)
+                    .count() as u64;
+                if n > 0 {
+                    g.push(Record::MarkLate { up_to });
                 }
+                g.replies.push(Reply::Count(reply, n));
             }
-        })?;
-        Ok(stats.deliveries_failed_in_a_row)
+            WriteOp::Purge(endpoint_id, reply) => {
+                let n = {
+                    let ix = self.read_index();
+                    ix.syms.get(&endpoint_id).map_or(0, |ep| ix.queue_depth(ep))
+                };
+                g.push(Record::Purge { endpoint_id });
+                g.replies.push(Reply::Count(reply, n));
+            }
+            WriteOp::PruneSeen(cutoff) => {
+                self.index
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .prune_seen(cutoff);
+                return;
+            }
+            WriteOp::Retain {
+                cutoff_ms,
+                max_finished,
+                reply,
+            } => {
+                let victims =
+                    self.read_index()
+                        .retention_victims(cutoff_ms, max_finished, RETAIN_BATCH);
+                let items = self.read_index().drop_items(&victims);
+                let n = items.len() as u64;
+                if n > 0 {
+                    g.push(Record::Drop { items });
+                }
+                self.commit(g);
+                let mut compacted = Ok(true);
+                for _ in 0..COMPACT_PER_PASS {
+                    compacted = self.compact();
+                    if !matches!(compacted, Ok(true)) {
+                        break;
+                    }
+                }
+                let _ = reply.send(compacted.map(|_| n));
+                return;
+            }
+            WriteOp::Import(items, reply) => {
+                self.build_import(&mut g, items);
+                g.replies.push(Reply::Done(reply));
+            }
+            WriteOp::ImportCounters(counters, reply) => {
+                let Record::Checkpoint {
+                    next_seq,
+                    next_position,
+                    ..
+                } = self.checkpoint()
+                else {
+                    return;
+                };
+                g.push(Record::Checkpoint {
+                    next_seq,
+                    next_position,
+                    endpoints: counters,
+                });
+                g.replies.push(Reply::Done(reply));
+            }
+            other => return fail_op(other, "internal: not a lone request"),
+        }
+        self.commit(g);
     }
 
-    /// Forgets everything held for a deleted endpoint; returns how many
-    /// queued deliveries were dropped.
-    fn purge(&mut self, endpoint_id: &str) -> Result<u64, redb::Error> {
-        let mut seqs = Vec::new();
-        self.by_endpoint.retain_in(
-            (endpoint_id, i64::MIN, "")..(endpoint_id, i64::MAX, "\u{10FFFF}"),
-            |_, (seq, _, _)| {
-                seqs.push(seq);
-                false
-            },
-        )?;
-        let mut queued = 0;
-        for seq in seqs {
-            if self.drop_delivery(seq, false)?.is_some() {
-                queued += 1;
-            }
-        }
-        self.stats.remove(endpoint_id)?;
-        Ok(queued)
-    }
-
-    /// Deletes one delivery and its attempts; returns its endpoint if it
-    /// was still queued (or parked). `by_endpoint` says whether its
-    /// endpoint index entry still needs removing.
-    fn drop_delivery(
-        &mut self,
-        seq: u64,
-        by_endpoint: bool,
-    ) -> Result<Option<String>, redb::Error> {
-        let Some(bytes) = self.deliveries.remove(seq)?.map(|v| v.value().to_vec()) else {
-            return Ok(None);
-        };
-        let st = self
-            .state
-            .remove(seq)?
-            .map(|v| State::from_tuple(v.value()))
-            .unwrap_or_else(State::pending);
-        self.attempts
-            .retain_in((seq, 0)..=(seq, u32::MAX), |_, _| false)?;
-        let Ok(d) = pb::Delivery::decode(bytes.as_slice()) else {
-            tracing::error!(seq, "undecodable delivery dropped; its index entries stay");
-            return Ok(None);
-        };
-        let id = d.delivery_id.as_str();
-        // No longer held, but still remembered as accepted until the
-        // idempotency window has passed (`PruneSeen`).
-        let accepted = self.ids.get(id)?.map_or(0, |v| v.value().1);
-        self.ids.insert(id, (0, accepted))?;
-        self.by_tenant
-            .remove((d.tenant_id.as_str(), d.published_at_ms, id))?;
-        if by_endpoint {
-            self.by_endpoint
-                .remove((d.endpoint_id.as_str(), d.published_at_ms, id))?;
-        }
-        if st.is_queued() {
-            if st.position > 0 {
-                self.queue.remove((d.endpoint_id.as_str(), st.position))?;
-            } else {
-                self.parked.remove((d.slot, seq))?;
-            }
-            Ok(Some(d.endpoint_id))
-        } else {
-            if self.done.remove((st.finished_at_ms, seq))?.is_some() {
-                self.finished = self.finished.saturating_sub(1);
-            }
-            Ok(None)
-        }
-    }
-
-    /// Retention: drops finished deliveries that finished before
-    /// `cutoff_ms`, and the oldest beyond `max_finished`; queued ones are
-    /// never dropped.
-    fn retain(&mut self, cutoff_ms: i64, max_finished: u64) -> Result<u64, redb::Error> {
-        let over = self.finished.saturating_sub(max_finished);
-        let mut victims = Vec::new();
-        for row in self.done.iter()? {
-            let (k, _) = row?;
-            let (finished, seq) = k.value();
-            if (victims.len() as u64) >= over && finished >= cutoff_ms {
-                break;
-            }
-            victims.push(seq);
-            if victims.len() >= RETAIN_BATCH {
-                break;
-            }
-        }
-        let n = victims.len() as u64;
-        for seq in victims {
-            self.drop_delivery(seq, true)?;
-        }
-        Ok(n)
-    }
-
-    /// Marks every queued or parked delivery with a seq up to `up_to` as
-    /// late.
-    fn mark_late(&mut self, up_to: u64) -> Result<u64, redb::Error> {
-        let mut seqs: Vec<u64> = Vec::new();
-        for row in self.queue.iter()? {
-            seqs.push(row?.1.value());
-        }
-        for row in self.parked.iter()? {
-            seqs.push(row?.0.value().1);
-        }
-        let mut n = 0;
-        for seq in seqs.into_iter().filter(|s| *s <= up_to) {
-            let Some(mut d) = self
-                .deliveries
-                .get(seq)?
-                .and_then(|v| pb::Delivery::decode(v.value()).ok())
-            else {
+    /// Deliveries of an old store, with their state and attempts, in the
+    /// order given (queue order); held ones are skipped.
+    fn build_import(&mut self, g: &mut Group, items: Vec<Imported>) {
+        let now = herald_shared::time::now_ms();
+        for item in items {
+            let Some(id) = IdKey::parse(&item.delivery.delivery_id) else {
                 continue;
             };
-            if !d.late_backlog {
-                d.late_backlog = true;
-                self.deliveries.insert(seq, d.encode_to_vec().as_slice())?;
-                n += 1;
+            if self.is_duplicate(g, id, false) {
+                continue;
+            }
+            g.ids.insert(id);
+            let seq = self.take_seq();
+            let mut state = item.state;
+            let parked = state.status.is_queued() && item.old_position == 0;
+            if state.status.is_queued() && !parked {
+                state.position = self.take_position();
+            }
+            g.push(Record::Accept(Box::new(Accept {
+                seq,
+                stamp: Stamp { epoch: 0, seq },
+                accepted_at_ms: now,
+                origin: Origin::Carried,
+                parked,
+                state,
+                delivery: convert::delivery_rec(item.delivery),
+            })));
+            let mut prev = None;
+            for log in item.attempts {
+                prev = Some(g.push(Record::Attempt(Box::new(Attempt {
+                    seq,
+                    carried: true,
+                    at_ms: log.started_at_ms,
+                    prev,
+                    outcome: Outcome::Held,
+                    log,
+                }))));
             }
         }
-        Ok(n)
+    }
+
+    /// The `Queue` record that moves `slot`'s parked deliveries into their
+    /// queues in the slot's one order ([`super::order::merge`]), and their
+    /// endpoints.
+    fn unpark_record(&mut self, slot: u32) -> (Option<Record>, Vec<String>) {
+        let (mut items, endpoints) = {
+            let ix = self.read_index();
+            let Some(parked) = ix.parked.get(&slot) else {
+                return (None, Vec::new());
+            };
+            let mut items = Vec::with_capacity(parked.len());
+            let mut endpoints: Vec<String> = Vec::new();
+            for seq in parked {
+                let Some(e) = ix.entries.get(seq) else {
+                    continue;
+                };
+                items.push((e.stamp, e.id, *seq));
+                let name = ix.syms.name(e.endpoint);
+                if !endpoints.iter().any(|x| x.as_str() == &**name) {
+                    endpoints.push(name.to_string());
+                }
+            }
+            (items, endpoints)
+        };
+        super::order::merge(&mut items);
+        let items = items
+            .into_iter()
+            .map(|(_, _, seq)| (seq, self.take_position()))
+            .collect();
+        (Some(Record::Queue { slot, items }), endpoints)
+    }
+
+    /// Compacts the oldest sealed segment if little of it is live: its live
+    /// deliveries are written again at the end of the log (with their
+    /// attempts), the ids it remembered are written again, the counters are
+    /// checkpointed, and the segment is deleted. Returns whether it did.
+    fn compact(&mut self) -> Result<bool> {
+        let segments = self.log.segments();
+        let Some(oldest) = segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next()
+            .copied()
+        else {
+            return Ok(false);
+        };
+        if oldest >= self.log.active_segment() {
+            return Ok(false);
+        }
+        let live = self
+            .read_index()
+            .segs
+            .get(&oldest)
+            .map_or(0, |c| c.live_bytes);
+        if live * COMPACT_LIVE_DIVISOR > self.log.segment_len(oldest) {
+            return Ok(false);
+        }
+        let records = self.log.read_segment(oldest)?;
+        let mut g = self.group()?;
+        let window_start = herald_shared::time::now_ms() - DEDUP_WINDOW_MS;
+        let mut seen = Vec::new();
+        for (loc, r) in records {
+            match r {
+                Record::Accept(a) => self.carry(&mut g, loc, *a)?,
+                Record::Drop { items } => {
+                    seen.extend(items.into_iter().map(|(_, id, at)| (id, at)));
+                }
+                Record::Seen { ids } => seen.extend(ids),
+                _ => {}
+            }
+        }
+        {
+            let ix = self.read_index();
+            seen.retain(|(id, at)| *at >= window_start && !ix.ids.contains_key(id));
+        }
+        self.remember(seen)?;
+        g.push(self.checkpoint());
+        self.commit(g);
+        self.log.remove(oldest).map_err(LogError::Io)?;
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .segs
+            .remove(&oldest);
+        tracing::debug!(segment = oldest, "store segment compacted");
+        Ok(true)
+    }
+
+    /// Writes ids to the ids log (before the main log lets go of them),
+    /// and deletes the ids-log segments that are all outside the window.
+    fn remember(&mut self, ids: Vec<(IdKey, i64)>) -> Result<()> {
+        let window_start = herald_shared::time::now_ms() - DEDUP_WINDOW_MS;
+        if let Some(newest) = ids.iter().map(|(_, at)| *at).max() {
+            let mut f = self.seen_log.frame().map_err(LogError::Io)?;
+            let _ = f.push(&Record::Seen { ids });
+            self.seen_log.commit(f).map_err(|e| match e {
+                CommitError::Write(e) => LogError::Io(e),
+                CommitError::Sync(e) => {
+                    tracing::error!(error = %e, "ids log sync failed; exiting to recover from disk");
+                    std::process::exit(70);
+                }
+            })?;
+            let seg = self.seen_log.active_segment();
+            let n = self.seen_newest.entry(seg).or_insert(newest);
+            *n = (*n).max(newest);
+        }
+        let active = self.seen_log.active_segment();
+        let expired: Vec<u32> = self
+            .seen_newest
+            .iter()
+            .filter(|(seg, newest)| **seg < active && **newest < window_start)
+            .map(|(seg, _)| *seg)
+            .collect();
+        for seg in expired {
+            self.seen_log.remove(seg).map_err(LogError::Io)?;
+            self.seen_newest.remove(&seg);
+        }
+        Ok(())
+    }
+
+    /// Writes a delivery accepted at `loc` again, with its current state
+    /// and its attempts, if `loc` is still its live copy.
+    fn carry(&mut self, g: &mut Group, loc: Loc, mut a: Accept) -> Result<()> {
+        let Some(e) = self
+            .read_index()
+            .entries
+            .get(&a.seq)
+            .filter(|e| e.loc == loc)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let mut chain = Vec::new();
+        let mut at = e.last_attempt;
+        let segments = self.log.segments();
+        while let Some(l) = at {
+            let Record::Attempt(att) = super::segment::read(&segments, l)? else {
+                break;
+            };
+            at = att.prev;
+            chain.push(*att);
+        }
+        a.origin = Origin::Carried;
+        a.parked = e.state.status.is_queued() && e.state.position == 0;
+        a.state = e.state;
+        a.delivery.late_backlog = e.late;
+        g.push(Record::Accept(Box::new(a)));
+        let mut prev = None;
+        for mut att in chain.into_iter().rev() {
+            att.carried = true;
+            att.prev = prev;
+            prev = Some(g.push(Record::Attempt(Box::new(att))));
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Record {
+        let ix = self.read_index();
+        Record::Checkpoint {
+            next_seq: self.next_seq,
+            next_position: self.next_position,
+            endpoints: ix
+                .counters
+                .iter()
+                .map(|(ep, c)| (ix.syms.name(*ep).to_string(), c.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Answers a request that could not even be started.
+fn fail_op(op: WriteOp, msg: &str) {
+    fn e<T>(msg: &str) -> Result<T> {
+        Err(Error::Store(LogError::Io(std::io::Error::other(
+            msg.to_string(),
+        ))))
+    }
+    match op {
+        WriteOp::Insert { reply, .. } | WriteOp::InsertHanded { reply, .. } => {
+            drop(reply.send(e(msg)))
+        }
+        WriteOp::Attempt { reply, .. } => {
+            if let Some(r) = reply {
+                drop(r.send(e(msg)));
+            }
+        }
+        WriteOp::Unpark(_, reply) => drop(reply.send(e(msg))),
+        WriteOp::DropHanded(_, reply)
+        | WriteOp::MarkLate(_, reply)
+        | WriteOp::Purge(_, reply)
+        | WriteOp::Retain { reply, .. } => drop(reply.send(e(msg))),
+        WriteOp::Import(_, reply) | WriteOp::ImportCounters(_, reply) => drop(reply.send(e(msg))),
+        WriteOp::ResetStreak(_) | WriteOp::PruneSeen(_) => {}
     }
 }
 
@@ -688,27 +823,5 @@ fn note_endpoint(res: &mut Inserted, endpoint_id: &str) {
     match res.endpoints.iter_mut().find(|(e, _)| e == endpoint_id) {
         Some((_, n)) => *n += 1,
         None => res.endpoints.push((endpoint_id.to_string(), 1)),
-    }
-}
-
-/// Bytes of the response body kept in the statistics' last success/failure.
-const SUMMARY_BODY: usize = 256;
-
-fn attempt_summary(a: &pb::Attempt) -> pb::AttemptSummary {
-    let mut body = a.response_body.clone();
-    if body.len() > SUMMARY_BODY {
-        let mut cut = SUMMARY_BODY;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
-    }
-    pb::AttemptSummary {
-        at_ms: a.started_at_ms,
-        status_code: a.response_status,
-        error_kind: a.error_kind,
-        error: a.error.clone(),
-        response_body: body,
-        duration_ms: a.duration_ms,
     }
 }
