@@ -622,7 +622,7 @@ mod tests {
             AgentState::new(),
             {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                http::Clients::new(crate::egress::Guard::default()).unwrap()
+                http::Clients::new(crate::egress::Guard::default(), 1).unwrap()
             },
             DispatchConfig {
                 max_concurrency: 1,

@@ -60,8 +60,10 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Clients that deliver only where `guard` allows.
-    pub fn new(guard: Guard) -> reqwest::Result<Self> {
+    /// Clients that deliver only where `guard` allows, keeping up to
+    /// `max_idle` idle connections per host: as many as requests can be in
+    /// flight, so a busy host's connections are reused, not churned.
+    pub fn new(guard: Guard, max_idle: usize) -> reqwest::Result<Self> {
         let guard = Arc::new(guard);
         let build = |insecure: bool| {
             reqwest::Client::builder()
@@ -71,7 +73,7 @@ impl Clients {
                 .danger_accept_invalid_certs(insecure)
                 .connect_timeout(Duration::from_secs(5))
                 .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(64)
+                .pool_max_idle_per_host(max_idle)
                 .tcp_nodelay(true)
                 .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
                 .build()

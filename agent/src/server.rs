@@ -44,10 +44,13 @@ pub async fn run(
     let dispatcher = Dispatcher::new(
         store.clone(),
         state.clone(),
-        crate::http::Clients::new(crate::egress::Guard {
-            allow: config.allow_cidr.clone(),
-            allow_http: config.allow_http,
-        })?,
+        crate::http::Clients::new(
+            crate::egress::Guard {
+                allow: config.allow_cidr.clone(),
+                allow_http: config.allow_http,
+            },
+            config.max_concurrency,
+        )?,
         DispatchConfig {
             max_concurrency: config.max_concurrency,
             response_body_limit: config.response_body_limit,

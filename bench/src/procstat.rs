@@ -14,6 +14,9 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Peak resident memory (VmHWM), KiB.
     pub peak_rss_kib: u64,
+    /// Bytes the process caused to be written to storage (`write_bytes`
+    /// of `/proc/<pid>/io`: whole pages, as the disk sees them).
+    pub disk_write_bytes: u64,
 }
 
 /// Reads `pid`'s counters; zeros when the process is gone (it is then not
@@ -23,7 +26,15 @@ pub fn sample(pid: u32) -> Sample {
         cpu_secs: cpu_secs(pid).unwrap_or(0.0),
         rss_kib: status_kib(pid, "VmRSS:").unwrap_or(0),
         peak_rss_kib: status_kib(pid, "VmHWM:").unwrap_or(0),
+        disk_write_bytes: io_field(pid, "write_bytes:").unwrap_or(0),
     }
+}
+
+/// A field of `/proc/<pid>/io`.
+fn io_field(pid: u32, key: &str) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let line = io.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].trim().parse().ok()
 }
 
 /// utime + stime, in seconds.

@@ -64,6 +64,8 @@ pub struct ProcessUse {
     pub cpu_secs: f64,
     /// Peak RSS over the process's life, MiB.
     pub peak_rss_mib: f64,
+    /// Bytes written to storage during the measured phase.
+    pub disk_write_bytes: u64,
 }
 
 impl ProcessUse {
@@ -73,6 +75,9 @@ impl ProcessUse {
             name: name.to_string(),
             cpu_secs: after.cpu_secs - before.cpu_secs,
             peak_rss_mib: after.peak_rss_kib as f64 / 1024.0,
+            disk_write_bytes: after
+                .disk_write_bytes
+                .saturating_sub(before.disk_write_bytes),
         }
     }
 }
@@ -192,16 +197,30 @@ impl LoadReport {
             a.misrouted,
             self.malformed_requests
         );
+        let agents_written: u64 = self
+            .processes
+            .iter()
+            .filter(|p| p.name.starts_with("agent"))
+            .map(|p| p.disk_write_bytes)
+            .sum();
         let _ = writeln!(
             o,
-            "{:<16} {:>10} {:>14}",
-            "process", "cpu s", "peak rss MiB"
+            "agents' disk writes  {:>10.2} KiB per event",
+            agents_written as f64 / 1024.0 / a.delivered.max(1) as f64
+        );
+        let _ = writeln!(
+            o,
+            "{:<16} {:>10} {:>14} {:>14}",
+            "process", "cpu s", "peak rss MiB", "disk MiB"
         );
         for p in &self.processes {
             let _ = writeln!(
                 o,
-                "{:<16} {:>10.2} {:>14.1}",
-                p.name, p.cpu_secs, p.peak_rss_mib
+                "{:<16} {:>10.2} {:>14.1} {:>14.1}",
+                p.name,
+                p.cpu_secs,
+                p.peak_rss_mib,
+                p.disk_write_bytes as f64 / 1048576.0
             );
         }
         o

@@ -61,6 +61,10 @@ struct Shared {
     failing_seq: Mutex<Option<u64>>,
     /// How long to wait before answering, in ms.
     delay_ms: AtomicU64,
+    /// While true, requests wait (unanswered and unrecorded) for release.
+    hold: tokio::sync::watch::Sender<bool>,
+    /// Requests waiting for release.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 /// A running receiver; stops when dropped.
@@ -123,6 +127,22 @@ impl Receiver {
             .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Makes requests wait, unanswered, until [`Receiver::release`]: an
+    /// attempt stays in progress as long as the test needs.
+    pub fn hold(&self) {
+        self.shared.hold.send_replace(true);
+    }
+
+    /// Lets held requests (and every later one) through.
+    pub fn release(&self) {
+        self.shared.hold.send_replace(false);
+    }
+
+    /// Requests waiting for release now.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
     /// Answers 500 to every delivery of the event whose `data.seq` is `seq`.
     pub fn fail_seq(&self, seq: u64) {
         *self.shared.failing_seq.lock().expect("lock") = Some(seq);
@@ -159,6 +179,12 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, String) {
+    let mut hold = shared.hold.subscribe();
+    if *hold.borrow_and_update() {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        let _ = hold.wait_for(|held| !held).await;
+        shared.held.fetch_sub(1, Ordering::SeqCst);
+    }
     let delay = shared.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
