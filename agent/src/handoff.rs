@@ -26,8 +26,10 @@ use crate::dispatcher::Dispatcher;
 use crate::state::AgentState;
 use crate::store::Store;
 
-/// Deliveries per handoff call.
-const BATCH: usize = 500;
+/// Deliveries per handoff frame (about 1 MiB with small payloads).
+const FRAME_DELIVERIES: usize = 2_000;
+/// Frames sent before the first is acked.
+const FRAMES_AHEAD: usize = 4;
 /// How often a round runs while slots remain to hand over.
 const ROUND_EVERY: Duration = Duration::from_secs(2);
 /// Longest wait for an attempt in progress before its queue moves.
@@ -166,7 +168,9 @@ impl Handoff {
     }
 
     /// Sends every delivery we hold of `slot` (queued for `endpoints`, or
-    /// parked) to `addr`, then (for a live handoff) says we are done with it.
+    /// parked) to `addr` as a stream of store records, forgets them once
+    /// every frame is acked, then (for a live handoff) says we are done
+    /// with the slot.
     async fn hand_slot(
         &self,
         slot: u32,
@@ -177,27 +181,49 @@ impl Handoff {
         for ep in &endpoints {
             self.dispatcher.quiesce(ep, QUIESCE_LIMIT).await;
         }
-        let endpoints = std::sync::Arc::new(endpoints);
         // Outcomes recorded without waiting are committed before we read.
         self.store.sync().await?;
-        let mut moved = 0usize;
-        loop {
-            let eps = endpoints.clone();
-            let batch = self
-                .blocking(move |s| s.handoff_items(slot, &eps, BATCH))
-                .await?;
-            if batch.is_empty() {
-                break;
+        let seqs = self.store.handoff_seqs(slot, &endpoints);
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::HandoffFrame>(FRAMES_AHEAD);
+        let mut acks = self
+            .client(addr)?
+            .handoff_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let frame = |records: Vec<u8>, done: bool| pb::HandoffFrame {
+            from_agent_id: self.agent_id.clone(),
+            slot,
+            format: crate::store::RECORD_FORMAT,
+            records,
+            done,
+            late,
+        };
+        let mut sent = 0usize;
+        for chunk in seqs.chunks(FRAME_DELIVERIES) {
+            let (store, chunk) = (self.store.clone(), chunk.to_vec());
+            let records =
+                tokio::task::spawn_blocking(move || store.handoff_records(&chunk)).await??;
+            // A full channel means the receiver is behind: wait for its acks
+            // before reading more.
+            while sent >= FRAMES_AHEAD {
+                expect_ack(&mut acks).await?;
+                sent -= 1;
             }
-            let (seqs, items): (Vec<u64>, Vec<pb::HandedDelivery>) = batch.into_iter().unzip();
-            moved += items.len();
-            crate::metrics::get().handed_out.add(items.len() as u64);
-            self.send(addr, items, Vec::new(), late).await?;
-            // Only once the owner has them stored do we forget them.
-            self.store.drop_handed(seqs).await?;
+            tx.send(frame(records, false)).await?;
+            sent += 1;
         }
+        while sent > 0 {
+            expect_ack(&mut acks).await?;
+            sent -= 1;
+        }
+        // Only once the owner has them stored do we forget them, and only
+        // then do we say we are done: nothing of the slot is left here.
+        let moved = seqs.len();
+        crate::metrics::get().handed_out.add(moved as u64);
+        self.store.drop_handed(seqs).await?;
         if !late {
-            self.send(addr, Vec::new(), vec![slot], false).await?;
+            tx.send(frame(Vec::new(), true)).await?;
+            expect_ack(&mut acks).await?;
         }
         tracing::info!(slot, to = addr, moved, late, "slot handed over");
         Ok(())
@@ -220,5 +246,13 @@ impl Handoff {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// The next ack of a handoff stream; an error if it ended or refused.
+async fn expect_ack(acks: &mut tonic::Streaming<pb::HandoffFrameAck>) -> anyhow::Result<()> {
+    match acks.message().await? {
+        Some(_) => Ok(()),
+        None => anyhow::bail!("the handoff stream ended before every frame was acked"),
     }
 }

@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::state::AgentState;
 use crate::store::Store;
 
-/// The ingest service.
+/// The ingest service. Cheap to clone.
+#[derive(Clone)]
 pub struct Ingest {
     /// Durable queues.
     pub store: Store,
@@ -104,6 +105,86 @@ impl AgentIngest for Ingest {
             .store
             .insert_handed(self.state.epoch(), r.items, r.late, parked)
             .await?;
+        self.handed_in(&r.from_agent_id, &inserted, r.late);
+        self.finish_slots(&r.from_agent_id, r.done_slots).await?;
+        Ok(Response::new(pb::HandoffAck {
+            stored: inserted.stored,
+            duplicates: inserted.duplicates,
+        }))
+    }
+
+    type HandoffStreamStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::HandoffFrameAck, Status>> + Send>,
+    >;
+
+    async fn handoff_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::HandoffFrame>>,
+    ) -> Result<Response<Self::HandoffStreamStream>, Status> {
+        let mut frames = req.into_inner();
+        let me = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            // Each frame is stored (or refused) before the next is read, and
+            // acked in order; the first refusal ends the stream.
+            while let Some(frame) = frames.message().await.transpose() {
+                let ack = match frame {
+                    Ok(f) => me.handoff_frame(f).await,
+                    Err(s) => Err(s),
+                };
+                let failed = ack.is_err();
+                if tx.send(ack).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+impl Ingest {
+    /// Stores one frame of a handoff stream; a `done` frame finishes the slot.
+    async fn handoff_frame(&self, f: pb::HandoffFrame) -> Result<pb::HandoffFrameAck, Status> {
+        let _gate = self.state.ingest_guard().await;
+        if herald_shared::ids::validate_name(&f.from_agent_id).is_err() {
+            return Err(invalid("from_agent_id".into(), "is not a valid agent id").into());
+        }
+        if f.format != crate::store::RECORD_FORMAT {
+            return Err(invalid(
+                "format".into(),
+                &format!(
+                    "record format {} is not this agent's ({})",
+                    f.format,
+                    crate::store::RECORD_FORMAT
+                ),
+            )
+            .into());
+        }
+        if !self.state.owns(f.slot) {
+            return Err(Error::Fenced(format!(
+                "slot {} is not owned by this agent; hand it to its owner",
+                f.slot
+            ))
+            .into());
+        }
+        let parked = self.state.parked_slots();
+        let inserted = self
+            .store
+            .insert_handed_records(self.state.epoch(), f.slot, &f.records, f.late, parked)
+            .await?;
+        self.handed_in(&f.from_agent_id, &inserted, f.late);
+        if f.done {
+            self.finish_slots(&f.from_agent_id, vec![f.slot]).await?;
+        }
+        Ok(pb::HandoffFrameAck {
+            stored: inserted.stored,
+            duplicates: inserted.duplicates,
+        })
+    }
+
+    fn handed_in(&self, from: &str, inserted: &crate::store::Inserted, late: bool) {
         crate::metrics::get()
             .handed_in
             .add(u64::from(inserted.stored));
@@ -111,15 +192,25 @@ impl AgentIngest for Ingest {
             self.dispatcher.wake(ep);
         }
         if inserted.stored > 0 {
-            tracing::info!(from = %r.from_agent_id, stored = inserted.stored, late = r.late, "deliveries handed over");
+            tracing::info!(
+                from,
+                stored = inserted.stored,
+                late,
+                "deliveries handed over"
+            );
         }
+    }
+
+    /// `from` has handed over everything of `slots`: once no earlier owner
+    /// of a slot is left, its parked work joins the queues in the slot's
+    /// order; the control plane hears which handoffs completed.
+    async fn finish_slots(&self, from: &str, slots: Vec<u32>) -> Result<(), Status> {
         let mut finished = Vec::new();
-        for slot in r.done_slots {
+        for slot in slots {
             if !self.state.owns(slot) {
                 continue;
             }
-            if self.state.finish_handoff(slot, &r.from_agent_id) {
-                // Everything is here: what arrived meanwhile goes behind it.
+            if self.state.finish_handoff(slot, from) {
                 for ep in self.store.unpark(slot).await? {
                     self.dispatcher.wake(&ep);
                 }
@@ -133,16 +224,13 @@ impl AgentIngest for Ingest {
                     kind: Some(pb::agent_message::Kind::HandoffComplete(
                         pb::HandoffComplete {
                             slots: finished,
-                            from_agent_id: r.from_agent_id.clone(),
+                            from_agent_id: from.to_string(),
                         },
                     )),
                 })
                 .await;
         }
-        Ok(Response::new(pb::HandoffAck {
-            stored: inserted.stored,
-            duplicates: inserted.duplicates,
-        }))
+        Ok(())
     }
 }
 

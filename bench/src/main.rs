@@ -11,6 +11,7 @@
 mod analysis;
 mod backlog;
 mod ceiling;
+mod chaos;
 mod cluster;
 mod idle;
 mod load;
@@ -63,7 +64,14 @@ enum Scenario {
     Handoff(Opts),
     /// Any mix of the flags (defaults: 1,000 events, 1 endpoint).
     Run(Opts),
+    /// The failure run: agents killed -9 and restarted, a leader and an
+    /// etcd member killed, a drain, a flaky receiver; fails on a lost or
+    /// reordered event. Minutes long.
+    Chaos(chaos::ChaosOpts),
 }
+
+/// The load flags of a scenario that has none.
+static NO_OPTS: std::sync::LazyLock<Opts> = std::sync::LazyLock::new(Opts::default);
 
 impl Scenario {
     /// The name, the flags given, and the scenario's defaults.
@@ -146,6 +154,8 @@ impl Scenario {
                 },
             ),
             Scenario::Run(o) => ("run", o, d),
+            // Its own flags (`chaos::ChaosOpts`); `run` takes it first.
+            Scenario::Chaos(_) => ("chaos", &NO_OPTS, d),
         }
     }
 }
@@ -166,6 +176,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> ExitCode {
+    if let Scenario::Chaos(o) = &cli.scenario {
+        return match chaos::run(o).await {
+            Ok(r) => match show(cli.json, &r, r.text()) {
+                Ok(()) if r.missing == 0 => ExitCode::SUCCESS,
+                Ok(()) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("herald-bench: error: {e:#}");
+                    ExitCode::from(2)
+                }
+            },
+            Err(e) => {
+                eprintln!("herald-bench: error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (name, opts, defaults) = cli.scenario.resolve();
     let p = opts.over(defaults);
     let printed = if matches!(cli.scenario, Scenario::IdleEndpoints(_)) {

@@ -17,6 +17,9 @@ pub struct Sample {
     /// Bytes the process caused to be written to storage (`write_bytes`
     /// of `/proc/<pid>/io`: whole pages, as the disk sees them).
     pub disk_write_bytes: u64,
+    /// CPU seconds of the process's `store-writer` thread (agents), 0 when
+    /// it has none.
+    pub writer_cpu_secs: f64,
 }
 
 /// Reads `pid`'s counters; zeros when the process is gone (it is then not
@@ -27,7 +30,21 @@ pub fn sample(pid: u32) -> Sample {
         rss_kib: status_kib(pid, "VmRSS:").unwrap_or(0),
         peak_rss_kib: status_kib(pid, "VmHWM:").unwrap_or(0),
         disk_write_bytes: io_field(pid, "write_bytes:").unwrap_or(0),
+        writer_cpu_secs: thread_cpu_secs(pid, "store-writer").unwrap_or(0.0),
     }
+}
+
+/// utime + stime of `pid`'s thread named `name`, in seconds.
+fn thread_cpu_secs(pid: u32, name: &str) -> Option<f64> {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let tid = t.ok()?.file_name();
+        let tid = tid.to_string_lossy();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+        if comm.trim() == name {
+            return cpu_secs_at(&format!("/proc/{pid}/task/{tid}/stat"));
+        }
+    }
+    None
 }
 
 /// A field of `/proc/<pid>/io`.
@@ -39,7 +56,12 @@ fn io_field(pid: u32, key: &str) -> Option<u64> {
 
 /// utime + stime, in seconds.
 fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_secs_at(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime from a `stat` file, in seconds.
+fn cpu_secs_at(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces and parentheses; the
     // fields after the last ')' start at field 3 (state).
     let rest = &stat[stat.rfind(')')? + 1..];

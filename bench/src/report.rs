@@ -66,6 +66,8 @@ pub struct ProcessUse {
     pub peak_rss_mib: f64,
     /// Bytes written to storage during the measured phase.
     pub disk_write_bytes: u64,
+    /// CPU seconds of its store writer thread during the measured phase.
+    pub writer_cpu_secs: f64,
 }
 
 impl ProcessUse {
@@ -78,6 +80,7 @@ impl ProcessUse {
             disk_write_bytes: after
                 .disk_write_bytes
                 .saturating_sub(before.disk_write_bytes),
+            writer_cpu_secs: after.writer_cpu_secs - before.writer_cpu_secs,
         }
     }
 }
@@ -203,10 +206,12 @@ impl LoadReport {
             .filter(|p| p.name.starts_with("agent"))
             .map(|p| p.disk_write_bytes)
             .sum();
+        let writer: f64 = self.processes.iter().map(|p| p.writer_cpu_secs).sum();
         let _ = writeln!(
             o,
-            "agents' disk writes  {:>10.2} KiB per event",
-            agents_written as f64 / 1024.0 / a.delivered.max(1) as f64
+            "agents' disk writes  {:>10.2} KiB per event; store writer thread {:.1} µs CPU per event",
+            agents_written as f64 / 1024.0 / a.delivered.max(1) as f64,
+            writer * 1e6 / a.delivered.max(1) as f64
         );
         let _ = writeln!(
             o,

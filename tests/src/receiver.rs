@@ -65,6 +65,9 @@ struct Shared {
     hold: tokio::sync::watch::Sender<bool>,
     /// Requests waiting for release.
     held: std::sync::atomic::AtomicUsize,
+    /// (share of requests answered 500, state of the generator choosing
+    /// them): a receiver that fails at random, reproducibly for a seed.
+    flaky: Mutex<Option<(f64, u64)>>,
 }
 
 /// A running receiver; stops when dropped.
@@ -143,6 +146,13 @@ impl Receiver {
         self.shared.held.load(Ordering::SeqCst)
     }
 
+    /// Answers 500 to about `share` of the requests from now on, chosen by
+    /// a generator seeded with `seed` (the same seed, the same choices for
+    /// the same sequence of requests).
+    pub fn fail_share(&self, share: f64, seed: u64) {
+        *self.shared.flaky.lock().expect("lock") = Some((share, seed | 1));
+    }
+
     /// Answers 500 to every delivery of the event whose `data.seq` is `seq`.
     pub fn fail_seq(&self, seq: u64) {
         *self.shared.failing_seq.lock().expect("lock") = Some(seq);
@@ -192,17 +202,29 @@ async fn record(
     let seq = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["data"]["seq"].as_u64());
-    let (status, retry_after) = if seq.is_some() && seq == *shared.failing_seq.lock().expect("lock")
-    {
-        (500, None)
-    } else {
-        shared
-            .script
-            .lock()
-            .expect("lock")
-            .pop_front()
-            .unwrap_or((shared.status.load(Ordering::SeqCst), None))
-    };
+    let flaky = shared
+        .flaky
+        .lock()
+        .expect("lock")
+        .as_mut()
+        .is_some_and(|(share, x)| {
+            // xorshift64
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (*x >> 11) as f64 / (1u64 << 53) as f64 <= *share
+        });
+    let (status, retry_after) =
+        if flaky || (seq.is_some() && seq == *shared.failing_seq.lock().expect("lock")) {
+            (500, None)
+        } else {
+            shared
+                .script
+                .lock()
+                .expect("lock")
+                .pop_front()
+                .unwrap_or((shared.status.load(Ordering::SeqCst), None))
+        };
     let n = {
         let mut received = shared.received.lock().expect("lock");
         received.push(Received {

@@ -50,6 +50,7 @@ use crate::error::{Error, Result};
 
 mod codec;
 mod convert;
+mod handed;
 mod index;
 mod migrate;
 mod order;
@@ -68,6 +69,9 @@ const SEEN_SEGMENT_BYTES: u32 = 4 << 20;
 
 /// How long an (endpoint, delivery id) pair is remembered.
 pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The record format this build writes, and reads in handoff streams.
+pub const RECORD_FORMAT: u32 = record::FORMAT;
 
 /// Whether `id` has the form of a delivery id (`dlv_` + 24 hex digits),
 /// the only form the store keeps.
@@ -270,6 +274,52 @@ impl Store {
         &self,
         epoch: u64,
         items: Vec<pb::HandedDelivery>,
+        late: bool,
+        parked: Vec<u32>,
+    ) -> Result<Inserted> {
+        self.insert_handed_as(epoch, handed::from_wire(items), late, parked)
+            .await
+    }
+
+    /// Like [`Store::insert_handed`], for a `HandoffStream` frame: records
+    /// in the store's own encoding ([`Store::handoff_records`] wrote them).
+    /// A frame that does not parse, or holds anything but queued
+    /// deliveries of `slot` with their attempts, is refused with the
+    /// reason (`InvalidArgument` on field `records`) and nothing stored.
+    pub async fn insert_handed_records(
+        &self,
+        epoch: u64,
+        slot: u32,
+        records: &[u8],
+        late: bool,
+        parked: Vec<u32>,
+    ) -> Result<Inserted> {
+        let invalid = |reason: String| Error::InvalidArgument {
+            field: "records".into(),
+            reason,
+        };
+        let items = segment::parse_records(records)
+            .and_then(handed::from_records)
+            .map_err(invalid)?;
+        for (i, h) in items.iter().enumerate() {
+            let d = &h.delivery;
+            if !is_delivery_id(&d.delivery_id) {
+                return Err(invalid(format!("delivery {i}: malformed delivery id")));
+            }
+            if d.slot != slot
+                || herald_shared::slot::slot_for(&d.endpoint_id, herald_shared::slot::SLOT_COUNT)
+                    != slot
+            {
+                return Err(invalid(format!("delivery {i}: not of slot {slot}")));
+            }
+        }
+        self.insert_handed_as(epoch, items, late, parked).await
+    }
+
+    async fn insert_handed_as(
+        &self,
+        epoch: u64,
+        items: Vec<handed::Handed>,
         late: bool,
         parked: Vec<u32>,
     ) -> Result<Inserted> {

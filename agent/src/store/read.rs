@@ -53,6 +53,16 @@ impl Store {
 
     /// The attempts of an entry, oldest first.
     fn attempts_of(&self, e: &Entry) -> Result<Vec<pb::Attempt>> {
+        Ok(self
+            .attempt_logs(e)?
+            .into_iter()
+            .map(convert::attempt)
+            .collect())
+    }
+
+    /// The attempt records of an entry, oldest first (following the chain
+    /// back from the newest).
+    fn attempt_logs(&self, e: &Entry) -> Result<Vec<super::record::AttemptLog>> {
         let mut out = Vec::new();
         let mut at = e.last_attempt;
         while let Some(loc) = at {
@@ -60,7 +70,7 @@ impl Store {
                 break;
             };
             at = a.prev;
-            out.push(convert::attempt(a.log));
+            out.push(a.log);
         }
         out.reverse();
         Ok(out)
@@ -123,54 +133,46 @@ impl Store {
         Ok(slots)
     }
 
-    /// Up to `limit` deliveries of `slot` to hand over, each with its seq:
-    /// every queued one of `endpoints` (the slot's, from
-    /// [`Store::slots_with_work`]), endpoint by endpoint in queue order,
-    /// then the parked ones. Each carries its stamp, so the receiver puts
-    /// them in the slot's order whatever order they travel in.
-    pub fn handoff_items(
-        &self,
-        slot: u32,
-        endpoints: &[String],
-        limit: usize,
-    ) -> Result<Vec<(u64, pb::HandedDelivery)>> {
-        let picked: Vec<(u64, Entry)> = {
-            let ix = self.index();
-            let mut seqs: Vec<u64> = Vec::new();
-            for ep in endpoints {
-                let Some(q) = ix.syms.get(ep).and_then(|s| ix.queues.get(&s)) else {
-                    continue;
-                };
-                seqs.extend(q.values().take(limit - seqs.len().min(limit)));
+    /// Every delivery of `slot` to hand over, by seq: the queued ones of
+    /// `endpoints` (the slot's, from [`Store::slots_with_work`]), endpoint
+    /// by endpoint in queue order, then the parked ones.
+    pub fn handoff_seqs(&self, slot: u32, endpoints: &[String]) -> Vec<u64> {
+        let ix = self.index();
+        let mut seqs: Vec<u64> = Vec::new();
+        for ep in endpoints {
+            if let Some(q) = ix.syms.get(ep).and_then(|s| ix.queues.get(&s)) {
+                seqs.extend(q.values());
             }
-            if let Some(parked) = ix.parked.get(&slot) {
-                seqs.extend(parked.iter().take(limit - seqs.len().min(limit)));
-            }
-            seqs.truncate(limit);
-            seqs.into_iter()
-                .filter_map(|s| ix.entries.get(&s).map(|e| (s, e.clone())))
-                .collect()
-        };
-        picked
-            .into_iter()
-            .map(|(seq, e)| {
-                Ok((
-                    seq,
-                    pb::HandedDelivery {
-                        delivery: Some(self.delivery_of(&e)?),
-                        status: convert::status(e.state.status) as i32,
-                        attempts: e.state.attempts,
-                        next_attempt_at_ms: e.state.next_attempt_at_ms,
-                        last_status_code: e.state.last_status_code,
-                        attempt_log: self.attempts_of(&e)?,
-                        stamp: Some(pb::DeliveryStamp {
-                            epoch: e.stamp.epoch,
-                            seq: e.stamp.seq,
-                        }),
-                    },
-                ))
-            })
-            .collect()
+        }
+        if let Some(parked) = ix.parked.get(&slot) {
+            seqs.extend(parked.iter());
+        }
+        seqs
+    }
+
+    /// The records a handoff stream carries for `seqs` (as
+    /// [`Store::insert_handed_records`] reads them): each delivery with its
+    /// state, stamp and attempts. Deliveries gone meanwhile are left out.
+    pub fn handoff_records(&self, seqs: &[u64]) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        for seq in seqs {
+            let Some(e) = self.index().entries.get(seq).cloned() else {
+                continue;
+            };
+            let mut delivery = self.accept_at(e.loc)?.delivery;
+            delivery.late_backlog = e.late;
+            let mut state = e.state;
+            state.position = 0;
+            let attempts = self.attempt_logs(&e)?;
+            let h = super::handed::Handed {
+                stamp: Some(e.stamp),
+                state,
+                delivery,
+                attempts,
+            };
+            super::handed::encode(&mut buf, *seq, &h);
+        }
+        Ok(buf)
     }
 
     /// Number of queued items over all endpoints.

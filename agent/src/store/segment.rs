@@ -89,24 +89,45 @@ impl Frame {
     /// Adds a record; returns where it will be and its size on disk.
     pub fn push(&mut self, r: &Record) -> (Loc, u32) {
         let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 8]);
-        r.encode(&mut self.buf);
-        let body = &self.buf[at + 8..];
-        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-        let sum = crc(body);
-        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        self.buf[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
+        let size = put_record(&mut self.buf, r);
         let loc = Loc {
             seg: self.start.seg,
             off: self.start.off + at as u32,
         };
-        (loc, len + 8)
+        (loc, size)
     }
 
     /// Whether no record was added.
     pub fn is_empty(&self) -> bool {
         self.buf.len() == 8
     }
+}
+
+/// Appends `r` to `buf` framed as in a segment (length, CRC-32, record);
+/// returns the bytes added. Handoff streams use the same framing.
+pub fn put_record(buf: &mut Vec<u8>, r: &Record) -> u32 {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 8]);
+    r.encode(buf);
+    let body = &buf[at + 8..];
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    let sum = crc(body);
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    buf[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
+    len + 8
+}
+
+/// The records of a buffer written with [`put_record`], each checked;
+/// the error says where the first bad one starts and why.
+pub fn parse_records(bytes: &[u8]) -> Result<Vec<Record>, String> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < bytes.len() {
+        let body = record_at(bytes, off, bytes.len()).map_err(|e| format!("byte {off}: {e}"))?;
+        out.push(Record::decode(body).map_err(|e| format!("byte {off}: {e}"))?);
+        off += 8 + body.len();
+    }
+    Ok(out)
 }
 
 fn seg_path(dir: &Path, seg: u32) -> PathBuf {

@@ -18,6 +18,7 @@ use herald_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 
 use super::convert;
+use super::handed::Handed;
 use super::index::Index;
 use super::migrate::Imported;
 use super::record::*;
@@ -47,7 +48,7 @@ pub(super) enum WriteOp {
     /// Deliveries another agent handed over.
     InsertHanded {
         epoch: u64,
-        items: Vec<pb::HandedDelivery>,
+        items: Vec<Handed>,
         late: bool,
         parked: Vec<u32>,
         reply: oneshot::Sender<Result<Inserted>>,
@@ -79,7 +80,28 @@ pub(super) enum WriteOp {
     ImportCounters(Vec<(String, Counters)>, oneshot::Sender<Result<()>>),
 }
 
+/// How long a group nobody waits for may wait for company.
+const UNAWAITED_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Adds what is queued now to `ops`, up to a group's size.
+fn gather(rx: &mut mpsc::Receiver<WriteOp>, ops: &mut Vec<WriteOp>) {
+    while ops.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 impl WriteOp {
+    /// Whether no caller waits for its commit.
+    fn unawaited(&self) -> bool {
+        matches!(
+            self,
+            WriteOp::Attempt { reply: None, .. } | WriteOp::ResetStreak(_)
+        )
+    }
+
     /// Whether it must be committed alone (see the module doc).
     fn alone(&self) -> bool {
         !matches!(
@@ -196,12 +218,24 @@ impl Writer {
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriteOp>) {
+        // Only for the linger's timer.
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build();
         while let Some(first) = rx.blocking_recv() {
             let mut ops = vec![first];
-            while ops.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
+            gather(&mut rx, &mut ops);
+            if let Ok(timer) = &timer
+                && ops.iter().all(WriteOp::unawaited)
+            {
+                // Nobody waits for these (successes): they wait a moment
+                // for something that needs a sync anyway, and share it.
+                // Whatever comes first is committed at once with them.
+                if let Ok(Some(op)) = timer
+                    .block_on(async { tokio::time::timeout(UNAWAITED_LINGER, rx.recv()).await })
+                {
+                    ops.push(op);
+                    gather(&mut rx, &mut ops);
                 }
             }
             let m = crate::metrics::get();
@@ -387,16 +421,14 @@ impl Writer {
         &mut self,
         g: &mut Group,
         epoch: u64,
-        items: Vec<pb::HandedDelivery>,
+        items: Vec<Handed>,
         late: bool,
         parked: &[u32],
         now: i64,
     ) -> Inserted {
         let mut res = Inserted::default();
-        for item in items {
-            let mut state = convert::handed_state(&item);
-            let Some(mut d) = item.delivery else { continue };
-            let Some(id) = IdKey::parse(&d.delivery_id) else {
+        for h in items {
+            let Some(id) = IdKey::parse(&h.delivery.delivery_id) else {
                 res.duplicates += 1;
                 continue;
             };
@@ -405,22 +437,19 @@ impl Writer {
                 continue;
             }
             g.ids.insert(id);
-            d.late_backlog |= late;
             let seq = self.take_seq();
             // Late work goes behind what was delivered meanwhile: it is
             // stamped as if accepted now. Otherwise it keeps its place.
-            let stamp = match (&item.stamp, late) {
-                (Some(s), false) => Stamp {
-                    epoch: s.epoch,
-                    seq: s.seq,
-                },
+            let stamp = match (h.stamp, late) {
+                (Some(s), false) => s,
                 _ => Stamp { epoch, seq },
             };
-            let park = parked.contains(&d.slot);
-            if !park {
-                state.position = self.take_position();
-            }
-            note_endpoint(&mut res, &d.endpoint_id);
+            let mut state = h.state;
+            let park = parked.contains(&h.delivery.slot);
+            state.position = if park { 0 } else { self.take_position() };
+            let mut delivery = h.delivery;
+            delivery.late_backlog |= late;
+            note_endpoint(&mut res, &delivery.endpoint_id);
             g.push(Record::Accept(Box::new(Accept {
                 seq,
                 stamp,
@@ -428,17 +457,17 @@ impl Writer {
                 origin: Origin::Handed,
                 parked: park,
                 state,
-                delivery: convert::delivery_rec(d),
+                delivery,
             })));
             let mut prev = None;
-            for a in item.attempt_log {
+            for log in h.attempts {
                 prev = Some(g.push(Record::Attempt(Box::new(Attempt {
                     seq,
                     carried: true,
-                    at_ms: a.started_at_ms,
+                    at_ms: log.started_at_ms,
                     prev,
                     outcome: Outcome::Held,
-                    log: convert::attempt_log(a),
+                    log,
                 }))));
             }
         }
