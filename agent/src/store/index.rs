@@ -48,6 +48,8 @@ impl Syms {
 /// What the index keeps of one delivery.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// This store's number for it.
+    pub seq: u64,
     /// Its accept record (the newest copy).
     pub loc: Loc,
     /// Its newest attempt record; each links the one before.
@@ -59,19 +61,21 @@ pub struct Entry {
     pub endpoint: Sym,
     pub tenant: Sym,
     pub event_type: Sym,
-    pub slot: u32,
+    pub slot: u16,
     /// Created (published) at, ms: the log's order.
     pub created_ms: i64,
     /// First accepted by this agent at, ms: the idempotency window's clock.
     pub accepted_at_ms: i64,
     /// Hash of the resource id (0: none), to filter without a read.
-    pub resource: u64,
+    pub resource: u32,
     pub late: bool,
     pub state: DeliveryState,
 }
 
-/// A place in the log lists: (created, delivery id, seq).
-pub type LogKey = (i64, IdKey, u64);
+/// A place in the log lists: (created, seq). Lists are read newest first
+/// by (created, delivery id): deliveries of one millisecond are sorted by
+/// id when read (`read::scan`), which keeps the key at 16 bytes.
+pub type LogKey = (i64, u64);
 
 /// Bytes of a segment that hold live deliveries: their accept records,
 /// and their attempt records while they sit in the same segment.
@@ -85,7 +89,7 @@ pub struct SegCount {
 #[derive(Default)]
 pub struct Index {
     pub syms: Syms,
-    pub entries: HashMap<u64, Entry>,
+    pub entries: Entries,
     /// Held deliveries by id.
     pub ids: HashMap<IdKey, u64>,
     /// Ids no longer held but accepted within the idempotency window.
@@ -104,13 +108,81 @@ pub struct Index {
     pub next_position: u64,
 }
 
-/// Hash of a resource id for [`Entry::resource`].
-pub fn resource_hash(id: &str) -> u64 {
+/// Hash of a resource id for [`Entry::resource`] (0 only for none).
+pub fn resource_hash(id: &str) -> u32 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     if id.is_empty() {
         return 0;
     }
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id) | 1
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id) as u32
+        | 1
+}
+
+/// The held deliveries by seq: the entries in a slab whose freed slots are
+/// reused, and a small map from seq to slot. (A map of whole entries kept
+/// up to twice their number in empty buckets.)
+#[derive(Default)]
+pub struct Entries {
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    by_seq: HashMap<u64, u32>,
+}
+
+impl Entries {
+    /// The entry of `seq`.
+    pub fn get(&self, seq: &u64) -> Option<&Entry> {
+        let i = *self.by_seq.get(seq)?;
+        self.slots[i as usize].as_ref()
+    }
+
+    /// The entry of `seq`, to change.
+    pub fn get_mut(&mut self, seq: &u64) -> Option<&mut Entry> {
+        let i = *self.by_seq.get(seq)?;
+        self.slots[i as usize].as_mut()
+    }
+
+    /// Whether `seq` is held.
+    pub fn contains_key(&self, seq: &u64) -> bool {
+        self.by_seq.contains_key(seq)
+    }
+
+    /// Holds `e` (under `e.seq`, which must not be held).
+    pub fn insert(&mut self, e: Entry) {
+        let seq = e.seq;
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(e);
+                i
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_seq.insert(seq, i);
+    }
+
+    /// Lets go of `seq`'s entry.
+    pub fn remove(&mut self, seq: &u64) -> Option<Entry> {
+        let i = self.by_seq.remove(seq)?;
+        self.free.push(i);
+        self.slots[i as usize].take()
+    }
+
+    /// Every entry.
+    pub fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().flatten()
+    }
+
+    /// Every entry, to change.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.slots.iter_mut().flatten()
+    }
+
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
 }
 
 impl Index {
@@ -147,8 +219,8 @@ impl Index {
             }
             Record::Purge { endpoint_id } => self.purge(endpoint_id),
             Record::MarkLate { up_to } => {
-                for (seq, e) in self.entries.iter_mut() {
-                    if e.state.status.is_queued() && *seq <= *up_to {
+                for e in self.entries.values_mut() {
+                    if e.state.status.is_queued() && e.seq <= *up_to {
                         e.late = true;
                     }
                 }
@@ -193,6 +265,7 @@ impl Index {
         }
         let endpoint = self.syms.intern(&d.endpoint_id);
         let entry = Entry {
+            seq: a.seq,
             loc,
             last_attempt: None,
             bytes: size,
@@ -201,7 +274,7 @@ impl Index {
             endpoint,
             tenant: self.syms.intern(&d.tenant_id),
             event_type: self.syms.intern(&d.event_type),
-            slot: d.slot,
+            slot: d.slot as u16,
             created_ms: d.published_at_ms,
             accepted_at_ms: a.accepted_at_ms,
             resource: resource_hash(&d.resource_id),
@@ -221,12 +294,15 @@ impl Index {
     fn insert(&mut self, seq: u64, e: Entry, parked: bool) {
         self.ids.insert(e.id, seq);
         self.seen.remove(&e.id);
-        let key = (e.created_ms, e.id, seq);
+        let key = (e.created_ms, seq);
         self.by_endpoint.entry(e.endpoint).or_default().insert(key);
         self.by_tenant.entry(e.tenant).or_default().insert(key);
         if e.state.status.is_queued() {
             if parked || e.state.position == 0 {
-                self.parked.entry(e.slot).or_default().insert(seq);
+                self.parked
+                    .entry(u32::from(e.slot))
+                    .or_default()
+                    .insert(seq);
             } else {
                 self.queues
                     .entry(e.endpoint)
@@ -237,14 +313,14 @@ impl Index {
             self.finished.insert((e.state.finished_at_ms, seq));
         }
         self.segs.entry(e.loc.seg).or_default().live_bytes += u64::from(e.bytes);
-        self.entries.insert(seq, e);
+        self.entries.insert(e);
     }
 
     /// Forgets a delivery (its id is not remembered: `Drop` does that).
     fn remove(&mut self, seq: u64) -> Option<Entry> {
         let e = self.entries.remove(&seq)?;
         self.ids.remove(&e.id);
-        let key = (e.created_ms, e.id, seq);
+        let key = (e.created_ms, seq);
         remove_key(&mut self.by_endpoint, e.endpoint, &key);
         remove_key(&mut self.by_tenant, e.tenant, &key);
         self.unqueue(seq, &e);
@@ -259,10 +335,11 @@ impl Index {
         if !e.state.status.is_queued() {
             self.finished.remove(&(e.state.finished_at_ms, seq));
         } else if e.state.position == 0 {
-            if let Some(p) = self.parked.get_mut(&e.slot) {
+            let slot = u32::from(e.slot);
+            if let Some(p) = self.parked.get_mut(&slot) {
                 p.remove(&seq);
                 if p.is_empty() {
-                    self.parked.remove(&e.slot);
+                    self.parked.remove(&slot);
                 }
             }
         } else if let Some(q) = self.queues.get_mut(&e.endpoint) {
@@ -350,7 +427,7 @@ impl Index {
         let seqs: Vec<u64> = self
             .by_endpoint
             .get(&ep)
-            .map(|s| s.iter().map(|k| k.2).collect())
+            .map(|s| s.iter().map(|k| k.1).collect())
             .unwrap_or_default();
         for seq in seqs {
             // Remembered like any dropped delivery; once the segment of the

@@ -43,7 +43,11 @@ mod tests {
                             // Each agent has its own sequence; they do not compare.
                             seq: 1000 * (counts.len() - k) as u64 + i as u64,
                         };
-                        (stamp, IdKey(u128::from(global * 7919 % 1009)), global)
+                        (
+                            stamp,
+                            IdKey::from_num(u128::from(global * 7919 % 1009)),
+                            global,
+                        )
                     })
                     .collect()
             })
@@ -79,9 +83,15 @@ mod tests {
         // Owner A (epoch 1) holds 145; it dies. B (epoch 2) parks 146-169 and
         // dies; C (epoch 3) parks 170-176; A returns (epoch 4) and receives
         // C's batch before B's.
-        let a = (Stamp { epoch: 1, seq: 9 }, IdKey(1), 145);
+        let a = (Stamp { epoch: 1, seq: 9 }, IdKey::from_num(1), 145);
         let b: Vec<_> = (146..=169)
-            .map(|n| (Stamp { epoch: 2, seq: n }, IdKey(u128::from(n)), n))
+            .map(|n| {
+                (
+                    Stamp { epoch: 2, seq: n },
+                    IdKey::from_num(u128::from(n)),
+                    n,
+                )
+            })
             .collect();
         let c: Vec<_> = (170..=176)
             .map(|n| {
@@ -90,7 +100,7 @@ mod tests {
                         epoch: 3,
                         seq: n - 169,
                     },
-                    IdKey(u128::from(n)),
+                    IdKey::from_num(u128::from(n)),
                     n,
                 )
             })
@@ -98,7 +108,7 @@ mod tests {
         let mut arrived = vec![a];
         arrived.extend(c);
         arrived.extend(b);
-        arrived.push((Stamp { epoch: 4, seq: 1 }, IdKey(0), 177));
+        arrived.push((Stamp { epoch: 4, seq: 1 }, IdKey::from_num(0), 177));
         merge(&mut arrived);
         let order: Vec<u64> = arrived.iter().map(|x| x.2).collect();
         assert_eq!(order, (145..=177).collect::<Vec<_>>());

@@ -308,59 +308,87 @@ fn scan(
     } else {
         i64::MIN
     };
-    // Upper bound, exclusive: the earlier of until_ms and the cursor.
-    let mut upper = (i64::MAX, IdKey(0), 0u64);
+    // The newest place to list: created at most `top`, and at `top` only
+    // ids below `id_below` (the cursor's), if set.
+    let (mut top, mut id_below) = (i64::MAX, None);
     if filter.until_ms > 0 {
-        upper = (filter.until_ms, IdKey(0), 0);
+        top = filter.until_ms - 1;
     }
-    if let Some(c) = before {
+    if let Some(c) = before
+        && c.created_at_ms <= top
+    {
+        top = c.created_at_ms;
         // A cursor id that does not parse sorts below every real id.
-        let id = IdKey::parse(&c.delivery_id).unwrap_or(IdKey(0));
-        let cur = (c.created_at_ms, id, 0);
-        if cur < upper {
-            upper = cur;
-        }
+        id_below = Some(IdKey::parse(&c.delivery_id).unwrap_or_default());
     }
     let resource = resource_hash(&filter.resource_id);
     let mut out = Vec::new();
     let mut last: Option<(i64, IdKey)> = None;
-    for (scanned, &(created, id, seq)) in list.range((since, IdKey(0), 0)..upper).rev().enumerate()
-    {
-        if out.len() >= limit || scanned >= SCAN_BUDGET {
-            let cursor = last.map(|(created_at_ms, id)| pb::DeliveryCursor {
-                created_at_ms,
-                delivery_id: id.to_string(),
-            });
-            return (out, cursor);
-        }
-        last = Some((created, id));
-        let Some(e) = ix.entries.get(&seq) else {
-            continue;
-        };
-        if Some(e.tenant) != tenant {
-            continue;
-        }
-        if !filter.event_types.is_empty() {
-            let t = ix.syms.name(e.event_type);
-            if !filter
-                .event_types
-                .iter()
-                .any(|p| herald_shared::pattern::matches(p, t))
-            {
-                continue;
+    let mut scanned = 0;
+    // The lists hold (created, seq); deliveries created in the same
+    // millisecond are put in id order here, a millisecond at a time.
+    let mut keys = list.range((since, 0)..=(top, u64::MAX)).rev().peekable();
+    let mut group: Vec<(IdKey, u64)> = Vec::new();
+    while let Some(&&(created, _)) = keys.peek() {
+        group.clear();
+        while let Some(&&(c, seq)) = keys.peek() {
+            if c != created {
+                break;
+            }
+            keys.next();
+            if let Some(e) = ix.entries.get(&seq) {
+                group.push((e.id, seq));
             }
         }
-        if resource != 0 && e.resource != resource {
-            continue;
+        group.sort_unstable_by(|a, b| b.cmp(a));
+        for &(id, seq) in &group {
+            if created == top && id_below.is_some_and(|below| id >= below) {
+                continue;
+            }
+            if out.len() >= limit || scanned >= SCAN_BUDGET {
+                let cursor = last.map(|(created_at_ms, id)| pb::DeliveryCursor {
+                    created_at_ms,
+                    delivery_id: id.to_string(),
+                });
+                return (out, cursor);
+            }
+            scanned += 1;
+            last = Some((created, id));
+            let Some(e) = ix.entries.get(&seq) else {
+                continue;
+            };
+            if matches(ix, e, filter, tenant, resource) {
+                out.push(e.clone());
+            }
         }
-        if !filter.statuses.is_empty()
-            && !filter
-                .statuses
-                .contains(&(convert::status(e.state.status) as i32))
-        {
-            continue;
-        }
-        out.push(e.clone());
     }
     (out, None)
+}
+
+/// Whether `e` passes the list's filters (all but the exact resource id,
+/// which is checked against the record).
+fn matches(
+    ix: &Index,
+    e: &Entry,
+    filter: &pb::ListDeliveriesRequest,
+    tenant: Option<super::index::Sym>,
+    resource: u32,
+) -> bool {
+    if Some(e.tenant) != tenant || (resource != 0 && e.resource != resource) {
+        return false;
+    }
+    if !filter.event_types.is_empty() {
+        let t = ix.syms.name(e.event_type);
+        if !filter
+            .event_types
+            .iter()
+            .any(|p| herald_shared::pattern::matches(p, t))
+        {
+            return false;
+        }
+    }
+    filter.statuses.is_empty()
+        || filter
+            .statuses
+            .contains(&(convert::status(e.state.status) as i32))
 }

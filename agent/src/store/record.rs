@@ -19,25 +19,43 @@ pub struct Loc {
     pub off: u32,
 }
 
-/// A delivery id (`dlv_` + 24 hex digits) as a number; numeric order is
+/// A delivery id (`dlv_` + 24 hex digits) as its 12 bytes; their order is
 /// the order of the strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct IdKey(pub u128);
+pub struct IdKey(pub [u8; 12]);
 
 impl IdKey {
     /// Parses `dlv_` + 24 lowercase hex digits.
     pub fn parse(id: &str) -> Option<IdKey> {
-        let hex = id.strip_prefix("dlv_")?;
-        if hex.len() != 24 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        let hex = id.strip_prefix("dlv_")?.as_bytes();
+        if hex.len() != 24 {
             return None;
         }
-        u128::from_str_radix(hex, 16).ok().map(IdKey)
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 12];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(IdKey(out))
+    }
+
+    /// The key whose 96 bits are the low bits of `n` (tests).
+    #[cfg(test)]
+    pub fn from_num(n: u128) -> IdKey {
+        let mut out = [0u8; 12];
+        out.copy_from_slice(&n.to_be_bytes()[4..]);
+        IdKey(out)
     }
 }
 
 impl std::fmt::Display for IdKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dlv_{:024x}", self.0)
+        f.write_str("dlv_")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -359,9 +377,19 @@ impl Record {
 
     /// Reads a record written by [`Record::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        Self::decode_with(bytes, true)
+    }
+
+    /// Like [`Record::decode`], leaving an `Accept`'s payload empty (recovery
+    /// rebuilds indexes, which never hold payloads).
+    pub fn decode_without_payload(bytes: &[u8]) -> Result<Record, DecodeError> {
+        Self::decode_with(bytes, false)
+    }
+
+    fn decode_with(bytes: &[u8], payload: bool) -> Result<Record, DecodeError> {
         let mut d = Dec(bytes);
         let r = match d.u8()? {
-            ACCEPT => Record::Accept(Box::new(decode_accept(&mut d)?)),
+            ACCEPT => Record::Accept(Box::new(decode_accept(&mut d, payload)?)),
             ATTEMPT => Record::Attempt(Box::new(decode_attempt(&mut d)?)),
             QUEUE => {
                 let slot = d.u32()?;
@@ -420,7 +448,7 @@ impl Record {
 
 /// A delivery id is 96 bits: 12 bytes.
 fn encode_id(e: &mut Enc, id: IdKey) {
-    e.bytes(&id.0.to_be_bytes()[4..]);
+    e.bytes(&id.0);
 }
 
 fn decode_id(d: &mut Dec) -> Result<IdKey, DecodeError> {
@@ -428,9 +456,7 @@ fn decode_id(d: &mut Dec) -> Result<IdKey, DecodeError> {
         .bytes()?
         .try_into()
         .map_err(|_| DecodeError("id length"))?;
-    let mut wide = [0u8; 16];
-    wide[4..].copy_from_slice(&arr);
-    Ok(IdKey(u128::from_be_bytes(wide)))
+    Ok(IdKey(arr))
 }
 
 fn encode_state(e: &mut Enc, s: &DeliveryState) {
@@ -489,7 +515,7 @@ fn encode_accept(e: &mut Enc, a: &Accept) {
     e.str(&d.payload_json);
 }
 
-fn decode_accept(d: &mut Dec) -> Result<Accept, DecodeError> {
+fn decode_accept(d: &mut Dec, payload: bool) -> Result<Accept, DecodeError> {
     let seq = d.var()?;
     let stamp = Stamp {
         epoch: d.var()?,
@@ -528,7 +554,11 @@ fn decode_accept(d: &mut Dec) -> Result<Accept, DecodeError> {
     r.late_backlog = dflags & 2 != 0;
     r.has_resource = dflags & 4 != 0;
     r.has_actor = dflags & 8 != 0;
-    r.payload_json = d.str()?;
+    if payload {
+        r.payload_json = d.str()?;
+    } else {
+        d.str_ref()?;
+    }
     Ok(Accept {
         seq,
         stamp,
@@ -734,7 +764,7 @@ mod tests {
                 items: vec![(1, 2), (3, 4)],
             },
             Record::Drop {
-                items: vec![(1, IdKey(2), 3)],
+                items: vec![(1, IdKey::from_num(2), 3)],
             },
             Record::Purge {
                 endpoint_id: "ep".into(),
@@ -744,7 +774,7 @@ mod tests {
                 endpoint_id: "ep".into(),
             },
             Record::Seen {
-                ids: vec![(IdKey(u128::from(u64::MAX) << 32 | 7), 5)],
+                ids: vec![(IdKey::from_num(u128::from(u64::MAX) << 32 | 7), 5)],
             },
             Record::Checkpoint {
                 next_seq: 10,

@@ -234,6 +234,7 @@ fn records_in(
     path: &Path,
     seg: u32,
     bytes: &[u8],
+    payloads: bool,
     mut f: impl FnMut(Loc, u32, Record) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
     let mut off = HEADER as usize;
@@ -244,13 +245,55 @@ fn records_in(
         while r < end {
             let rec = record_at(bytes, r, end).map_err(|what| corrupt(path, r as u64, what))?;
             let rlen = rec.len();
-            let record = Record::decode(rec).map_err(|e| corrupt(path, r as u64, e.0))?;
+            let record = if payloads {
+                Record::decode(rec)
+            } else {
+                Record::decode_without_payload(rec)
+            }
+            .map_err(|e| corrupt(path, r as u64, e.0))?;
             f(Loc { seg, off: r as u32 }, (rlen + 8) as u32, record)?;
             r += 8 + rlen;
         }
         off = end;
     }
     Ok(())
+}
+
+/// Reads, checks (cutting a torn tail) and decodes every segment in order,
+/// sending records in batches; returns the readers of the segments.
+fn read_all(
+    dir: &Path,
+    segs: &[u32],
+    tx: &std::sync::mpsc::SyncSender<Vec<(Loc, u32, Record)>>,
+) -> Result<BTreeMap<u32, Arc<File>>, LogError> {
+    const BATCH: usize = 4096;
+    let mut readers = BTreeMap::new();
+    for (i, &seg) in segs.iter().enumerate() {
+        let path = seg_path(dir, seg);
+        let bytes = std::fs::read(&path)?;
+        let last = i + 1 == segs.len();
+        let end = valid_end(&path, &bytes, seg, last)?;
+        if end < bytes.len() {
+            tracing::warn!(file = %path.display(), offset = end, dropped = bytes.len() - end, "cutting off a torn, unacknowledged commit at the end of the store");
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(end as u64)?;
+            f.sync_all()?;
+        }
+        if end >= HEADER as usize {
+            let mut batch = Vec::with_capacity(BATCH);
+            records_in(&path, seg, &bytes[..end], false, |loc, size, r| {
+                batch.push((loc, size, r));
+                if batch.len() >= BATCH {
+                    // The receiver only goes away with an error of its own.
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+                Ok(())
+            })?;
+            let _ = tx.send(batch);
+        }
+        readers.insert(seg, Arc::new(File::open(&path)?));
+    }
+    Ok(readers)
 }
 
 /// The checked body of the record at `off` (which must end by `end`).
@@ -272,7 +315,9 @@ fn record_at(bytes: &[u8], off: usize, end: usize) -> Result<&[u8], &'static str
 
 impl Log {
     /// Opens the log in `dir` (creating it), calling `replay` with every
-    /// record in log order. A torn tail is cut off; corruption fails.
+    /// record in log order (payloads left out). A torn tail is cut off;
+    /// corruption fails. A reader thread checks and decodes while `replay`
+    /// runs on the caller's.
     pub fn open(
         dir: &Path,
         segment_bytes: u32,
@@ -280,23 +325,25 @@ impl Log {
     ) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir)?;
         let segs = list_segments(dir)?;
-        let mut readers = BTreeMap::new();
-        for (i, &seg) in segs.iter().enumerate() {
-            let path = seg_path(dir, seg);
-            let bytes = std::fs::read(&path)?;
-            let last = i + 1 == segs.len();
-            let end = valid_end(&path, &bytes, seg, last)?;
-            if end < bytes.len() {
-                tracing::warn!(file = %path.display(), offset = end, dropped = bytes.len() - end, "cutting off a torn, unacknowledged commit at the end of the store");
-                let f = OpenOptions::new().write(true).open(&path)?;
-                f.set_len(end as u64)?;
-                f.sync_all()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Loc, u32, Record)>>(8);
+        let reader = {
+            let (dir, segs) = (dir.to_path_buf(), segs.clone());
+            std::thread::Builder::new()
+                .name("store-replay".into())
+                .spawn(move || read_all(&dir, &segs, &tx))?
+        };
+        let mut replayed = Ok(());
+        for batch in rx {
+            for (loc, size, r) in batch {
+                if replayed.is_ok() {
+                    replayed = replay(loc, size, r);
+                }
             }
-            if end >= HEADER as usize {
-                records_in(&path, seg, &bytes[..end], &mut replay)?;
-            }
-            readers.insert(seg, Arc::new(File::open(&path)?));
         }
+        let readers = reader
+            .join()
+            .map_err(|_| LogError::Io(std::io::Error::other("the replay thread panicked")))??;
+        replayed?;
         let (active_seg, active_len) = match segs.last() {
             Some(&seg) => {
                 let len = std::fs::metadata(seg_path(dir, seg))?.len() as u32;
@@ -416,7 +463,7 @@ impl Log {
         let bytes = std::fs::read(&path)?;
         let end = valid_end(&path, &bytes, seg, false)?;
         let mut out = Vec::new();
-        records_in(&path, seg, &bytes[..end], |loc, _, r| {
+        records_in(&path, seg, &bytes[..end], true, |loc, _, r| {
             out.push((loc, r));
             Ok(())
         })?;

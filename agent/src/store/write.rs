@@ -538,8 +538,8 @@ impl Writer {
                 let n = self
                     .read_index()
                     .entries
-                    .iter()
-                    .filter(|(s, e)| **s <= up_to && e.state.status.is_queued() && !e.late)
+                    .values()
+                    .filter(|e| e.seq <= up_to && e.state.status.is_queued() && !e.late)
                     .count() as u64;
                 if n > 0 {
                     g.push(Record::MarkLate { up_to });
