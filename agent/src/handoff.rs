@@ -127,6 +127,16 @@ impl Handoff {
                 })
                 .await?;
         }
+        // The assignment this round acts on, read once: which slots we
+        // must hand on. Should it change while the round runs, the round
+        // stops and the next one (poked by the change) starts over, so that
+        // "outgoing", "ours" and "what the store holds" always describe the
+        // same moment. (A round that checked ownership at one epoch and
+        // read the outgoing list at another once handed a live slot's queue
+        // as late leftovers, behind newer events: found by
+        // `herald-bench chaos --seed 6`.)
+        let (epoch, outgoing) = self.state.outgoing_at_epoch();
+        let outgoing: HashSet<u32> = outgoing.into_iter().collect();
         // Whatever was accepted under the previous assignment is in the
         // store before we look (otherwise a slot could be declared done
         // with a delivery still on its way in, which would then go late).
@@ -141,7 +151,6 @@ impl Handoff {
                 }
             }
         }
-        let outgoing: HashSet<u32> = self.state.outgoing().into_iter().collect();
         let mut idle: HashMap<String, Vec<u32>> = HashMap::new();
         for slot in &outgoing {
             if !with_work.contains_key(slot)
@@ -152,13 +161,20 @@ impl Handoff {
         }
         // Slots with nothing left: one "done" per owner.
         for (addr, slots) in idle {
+            if self.state.epoch() != epoch {
+                return Ok(());
+            }
             self.send(&addr, Vec::new(), slots, false).await?;
         }
         for (slot, endpoints) in with_work {
-            if self.state.owns(slot) {
+            let (now, ours, owner) = self.state.slot_at_epoch(slot);
+            if now != epoch {
+                return Ok(());
+            }
+            if ours {
                 continue;
             }
-            let Some(addr) = self.state.owner_addr(slot) else {
+            let Some(addr) = owner else {
                 continue; // Nobody owns it yet; keep it.
             };
             self.hand_slot(slot, endpoints, &addr, !outgoing.contains(&slot))

@@ -140,6 +140,24 @@ impl AgentState {
         self.read(|s| s.outgoing.clone())
     }
 
+    /// The epoch, whether we own `slot`, and its owner's address, read
+    /// together.
+    pub fn slot_at_epoch(&self, slot: u32) -> (u64, bool, Option<String>) {
+        self.read(|s| {
+            let addr = s
+                .owner_addrs
+                .get(slot as usize)
+                .filter(|a| !a.is_empty())
+                .cloned();
+            (s.epoch, s.slots.contains(&slot), addr)
+        })
+    }
+
+    /// The epoch and the slots to hand on at that epoch, read together.
+    pub fn outgoing_at_epoch(&self) -> (u64, Vec<u32>) {
+        self.read(|s| (s.epoch, s.outgoing.clone()))
+    }
+
     /// The ingest address of `slot`'s owner, if known.
     pub fn owner_addr(&self, slot: u32) -> Option<String> {
         self.read(|s| {
