@@ -163,7 +163,8 @@ async fn live(
     }
 }
 
-async fn drain(store: &Store, events: u64, endpoints: u64) -> Phase {
+/// Stores `events` deliveries in batches of 100: a backlog.
+async fn fill(store: &Store, events: u64, endpoints: u64) {
     let pad = "x".repeat(200);
     for chunk in (0..events).collect::<Vec<_>>().chunks(100) {
         let ds = chunk
@@ -172,6 +173,10 @@ async fn drain(store: &Store, events: u64, endpoints: u64) -> Phase {
             .collect();
         store.insert(ds).await.expect("insert");
     }
+}
+
+async fn drain(store: &Store, events: u64, endpoints: u64) -> Phase {
+    fill(store, events, endpoints).await;
     let (t0, c0, w0) = (Instant::now(), cpu(), written());
     let mut tasks = Vec::new();
     for e in 0..endpoints {
@@ -232,17 +237,7 @@ fn main() {
         d.print();
         // Restart on a backlog: the time to replay the log.
         let dir3 = tempfile::tempdir().expect("temp dir");
-        {
-            let store3 = Store::open(dir3.path()).expect("open");
-            let pad = "x".repeat(200);
-            for chunk in (0..events).collect::<Vec<_>>().chunks(100) {
-                let ds = chunk
-                    .iter()
-                    .map(|n| delivery(*n, endpoints, &pad))
-                    .collect();
-                store3.insert(ds).await.expect("insert");
-            }
-        }
+        fill(&Store::open(dir3.path()).expect("open"), events, endpoints).await;
         let t0 = Instant::now();
         let reopened = loop {
             // The writer lets go of the store once the last handle drops.

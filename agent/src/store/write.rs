@@ -180,6 +180,22 @@ impl Group {
         self.records.push((loc, size, r));
         loc
     }
+
+    /// Earlier attempts of delivery `seq` that came with it (a handoff, a
+    /// migration): history only, chained oldest first.
+    fn push_history(&mut self, seq: u64, attempts: Vec<AttemptLog>) {
+        let mut prev = None;
+        for log in attempts {
+            prev = Some(self.push(Record::Attempt(Box::new(Attempt {
+                seq,
+                carried: true,
+                at_ms: log.started_at_ms,
+                prev,
+                outcome: Outcome::Held,
+                log,
+            }))));
+        }
+    }
 }
 
 impl Writer {
@@ -459,17 +475,7 @@ impl Writer {
                 state,
                 delivery,
             })));
-            let mut prev = None;
-            for log in h.attempts {
-                prev = Some(g.push(Record::Attempt(Box::new(Attempt {
-                    seq,
-                    carried: true,
-                    at_ms: log.started_at_ms,
-                    prev,
-                    outcome: Outcome::Held,
-                    log,
-                }))));
-            }
+            g.push_history(seq, h.attempts);
         }
         res
     }
@@ -637,17 +643,7 @@ impl Writer {
                 state,
                 delivery: convert::delivery_rec(item.delivery),
             })));
-            let mut prev = None;
-            for log in item.attempts {
-                prev = Some(g.push(Record::Attempt(Box::new(Attempt {
-                    seq,
-                    carried: true,
-                    at_ms: log.started_at_ms,
-                    prev,
-                    outcome: Outcome::Held,
-                    log,
-                }))));
-            }
+            g.push_history(seq, item.attempts);
         }
     }
 
