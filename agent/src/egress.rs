@@ -1,8 +1,9 @@
 //! Which addresses deliveries may reach (SSRF guard). Endpoint URLs come
 //! from tenants, so an agent must not become their way into the private
-//! network it runs in: loopback, private, link-local, CGNAT, multicast,
-//! documentation, reserved and cloud metadata addresses are refused unless
-//! the operator allows them by CIDR.
+//! network it runs in: every range of IANA's IPv4 and IPv6 Special-Purpose
+//! Address Registries (loopback, private, link-local, CGNAT, documentation,
+//! NAT64 local use, 6to4, anycast services, reserved), multicast and cloud
+//! metadata addresses are refused unless the operator allows them by CIDR.
 //!
 //! The check is made on the addresses the HTTP client actually connects
 //! to: host names go through [`GuardedResolver`], which hands the connector
@@ -85,23 +86,118 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Every entry of IANA's IPv4 Special-Purpose Address Registry (RFC 6890
+/// and the RFCs it lists since: 7335, 7600, 7723, 7450, 8155, 8880), plus
+/// multicast (224.0.0.0/4, RFC 5771) and Azure's metadata address. Entries
+/// the registry marks globally reachable (anycast services such as AS112
+/// or PCP) are refused too: none of them is a webhook receiver.
+const V4_SPECIAL: &[(&str, &str)] = &[
+    // Entries inside wider ones come first, so the reason is theirs.
+    ("0.0.0.0/32", "\"this host on this network\" (0.0.0.0/32)"),
+    (
+        "192.0.0.0/29",
+        "IPv4 service continuity prefix (192.0.0.0/29)",
+    ),
+    ("192.0.0.8/32", "IPv4 dummy address (192.0.0.8/32)"),
+    ("192.0.0.9/32", "PCP anycast (192.0.0.9/32)"),
+    ("192.0.0.10/32", "TURN anycast (192.0.0.10/32)"),
+    ("192.0.0.170/32", "NAT64/DNS64 discovery (192.0.0.170/32)"),
+    ("192.0.0.171/32", "NAT64/DNS64 discovery (192.0.0.171/32)"),
+    ("255.255.255.255/32", "limited broadcast"),
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("10.0.0.0/8", "private"),
+    (
+        "100.64.0.0/10",
+        "shared address space (CGNAT, 100.64.0.0/10)",
+    ),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local (cloud metadata lives here)"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments (192.0.0.0/24)"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.31.196.0/24", "AS112 (192.31.196.0/24)"),
+    ("192.52.193.0/24", "AMT (192.52.193.0/24)"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    (
+        "192.175.48.0/24",
+        "AS112 direct delegation (192.175.48.0/24)",
+    ),
+    ("198.18.0.0/15", "benchmarking (198.18.0.0/15)"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved or broadcast"),
+    ("168.63.129.16/32", "cloud metadata (Azure)"),
+];
+
+/// Every entry of IANA's IPv6 Special-Purpose Address Registry (RFC 6890
+/// and since: 6052, 6666, 7343, 7450, 7723, 8155, 8215, 9374, 9602, 9637,
+/// 9780), plus multicast (ff00::/8) and deprecated site-local (fec0::/10).
+/// `::ffff:0:0/96` (IPv4-mapped) and `64:ff9b::/96` (the well-known NAT64
+/// prefix) are judged by the IPv4 address they carry, before this table.
+const V6_SPECIAL: &[(&str, &str)] = &[
+    // Judged by the IPv4 address they carry before this table is looked
+    // at; listed so that the table is the registry.
+    ("::ffff:0:0/96", "IPv4-mapped (::ffff:0:0/96)"),
+    ("64:ff9b::/96", "NAT64 (64:ff9b::/96)"),
+    // Entries inside wider ones come first, so the reason is theirs.
+    ("2001::/32", "Teredo (2001::/32)"),
+    ("2001:1::1/128", "PCP anycast (2001:1::1/128)"),
+    ("2001:1::2/128", "TURN anycast (2001:1::2/128)"),
+    ("2001:1::3/128", "DNS-SD SRP anycast (2001:1::3/128)"),
+    ("2001:2::/48", "benchmarking (2001:2::/48)"),
+    ("2001:3::/32", "AMT (2001:3::/32)"),
+    ("2001:4:112::/48", "AS112 (2001:4:112::/48)"),
+    ("2001:10::/28", "ORCHID (2001:10::/28)"),
+    ("2001:20::/28", "ORCHIDv2 (2001:20::/28)"),
+    ("2001:30::/28", "drone entity tags (2001:30::/28)"),
+    ("::/128", "unspecified (::)"),
+    ("::1/128", "loopback (::1)"),
+    ("::/96", "IPv4-compatible (::/96)"),
+    ("64:ff9b:1::/48", "local-use NAT64 (64:ff9b:1::/48)"),
+    ("100::/64", "discard (100::/64)"),
+    ("100:0:0:1::/64", "dummy prefix (100:0:0:1::/64)"),
+    (
+        "2001::/23",
+        "IETF protocol assignments and Teredo (2001::/23)",
+    ),
+    ("2001:db8::/32", "documentation (2001:db8::/32)"),
+    ("2002::/16", "6to4 (2002::/16)"),
+    (
+        "2620:4f:8000::/48",
+        "AS112 direct delegation (2620:4f:8000::/48)",
+    ),
+    ("3fff::/20", "documentation (3fff::/20)"),
+    ("5f00::/16", "segment routing SIDs (5f00::/16)"),
+    ("fc00::/7", "unique local (fc00::/7)"),
+    ("fe80::/10", "link-local (fe80::/10)"),
+    ("fec0::/10", "site-local (fec0::/10)"),
+    ("ff00::/8", "multicast"),
+];
+
+/// A registry table, parsed once.
+fn table(entries: &'static [(&'static str, &'static str)]) -> Vec<(Cidr, &'static str)> {
+    entries
+        .iter()
+        .filter_map(|(net, why)| net.parse().ok().map(|c| (c, *why)))
+        .collect()
+}
+
+static V4_TABLE: std::sync::LazyLock<Vec<(Cidr, &'static str)>> =
+    std::sync::LazyLock::new(|| table(V4_SPECIAL));
+static V6_TABLE: std::sync::LazyLock<Vec<(Cidr, &'static str)>> =
+    std::sync::LazyLock::new(|| table(V6_SPECIAL));
+
+fn lookup(table: &[(Cidr, &'static str)], ip: IpAddr) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|(c, _)| c.contains(ip))
+        .map(|(_, why)| *why)
+}
+
 fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, d] = ip.octets();
-    Some(match (a, b, c, d) {
-        (0, ..) => "unspecified (0.0.0.0/8)",
-        (10, ..) | (172, 16..=31, ..) | (192, 168, ..) => "private",
-        (100, 64..=127, ..) => "shared address space (CGNAT, 100.64.0.0/10)",
-        (127, ..) => "loopback",
-        (169, 254, ..) => "link-local (cloud metadata lives here)",
-        (168, 63, 129, 16) => "cloud metadata (Azure)",
-        (192, 0, 0, _) => "IETF protocol assignments (192.0.0.0/24)",
-        (192, 0, 2, _) | (198, 51, 100, _) | (203, 0, 113, _) => "documentation",
-        (192, 88, 99, _) => "6to4 relay anycast",
-        (198, 18..=19, ..) => "benchmarking (198.18.0.0/15)",
-        (224..=239, ..) => "multicast",
-        (240..=255, ..) => "reserved or broadcast",
-        _ => return None,
-    })
+    lookup(&V4_TABLE, IpAddr::V4(ip))
 }
 
 fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
@@ -113,24 +209,7 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return non_public_v4(embedded_v4(s[6], s[7])); // NAT64
     }
-    if s[0] == 0x2002 {
-        return non_public_v4(embedded_v4(s[1], s[2])); // 6to4
-    }
-    Some(match s {
-        [0, 0, 0, 0, 0, 0, 0, 0] => "unspecified (::)",
-        [0, 0, 0, 0, 0, 0, 0, 1] => "loopback (::1)",
-        // Deprecated IPv4-compatible addresses.
-        [0, 0, 0, 0, 0, 0, ..] => "IPv4-compatible (::/96)",
-        [0x100, 0, 0, 0, ..] => "discard (100::/64)",
-        [0x2001, 0..=0x1ff, ..] => "IETF protocol assignments and Teredo (2001::/23)",
-        [0x2001, 0xdb8, ..] => "documentation (2001:db8::/32)",
-        [x, ..] if x & 0xfff0 == 0x3ff0 => "documentation (3fff::/20)",
-        [x, ..] if x & 0xfe00 == 0xfc00 => "unique local (fc00::/7)",
-        [x, ..] if x & 0xffc0 == 0xfe80 => "link-local (fe80::/10)",
-        [x, ..] if x & 0xffc0 == 0xfec0 => "site-local (fec0::/10)",
-        [x, ..] if x & 0xff00 == 0xff00 => "multicast",
-        _ => return None,
-    })
+    lookup(&V6_TABLE, IpAddr::V6(ip))
 }
 
 fn embedded_v4(hi: u16, lo: u16) -> Ipv4Addr {
@@ -305,11 +384,61 @@ mod tests {
             "2001:4860:4860::8888",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
-            "2002:808:808::",
         ];
         for s in public {
             assert_eq!(non_public(ip(s)), None, "{s} is public");
         }
+    }
+
+    /// Every registry entry: its first and last address are refused, with
+    /// the entry's reason (or a wider entry's, where entries nest).
+    #[test]
+    fn every_special_purpose_registry_entry_is_refused_at_both_ends() {
+        for (net, _) in V4_SPECIAL.iter().chain(V6_SPECIAL) {
+            let c: Cidr = net.parse().expect("the table parses");
+            let (first, last) = match c.addr {
+                IpAddr::V4(a) => {
+                    let bits = u32::from(a);
+                    let host = u32::MAX.checked_shr(u32::from(c.prefix)).unwrap_or(0);
+                    (
+                        IpAddr::V4(Ipv4Addr::from(bits)),
+                        IpAddr::V4(Ipv4Addr::from(bits | host)),
+                    )
+                }
+                IpAddr::V6(a) => {
+                    let bits = u128::from(a);
+                    let host = u128::MAX.checked_shr(u32::from(c.prefix)).unwrap_or(0);
+                    (
+                        IpAddr::V6(Ipv6Addr::from(bits)),
+                        IpAddr::V6(Ipv6Addr::from(bits | host)),
+                    )
+                }
+            };
+            for ip in [first, last] {
+                assert!(non_public(ip).is_some(), "{ip} (in {net}) must be refused");
+            }
+        }
+        assert_eq!(V4_TABLE.len(), V4_SPECIAL.len(), "every v4 entry parses");
+        assert_eq!(V6_TABLE.len(), V6_SPECIAL.len(), "every v6 entry parses");
+    }
+
+    #[test]
+    fn local_use_nat64_is_refused_whatever_it_embeds() {
+        // 64:ff9b:1::/48 (RFC 8215) with loopback and metadata addresses in
+        // it, and with a public one: all refused, the prefix is local.
+        for s in [
+            "64:ff9b:1::7f00:1",
+            "64:ff9b:1:a9fe:a9fe::",
+            "64:ff9b:1::808:808",
+        ] {
+            let why = non_public(ip(s)).unwrap_or_default();
+            assert!(why.contains("local-use NAT64"), "{s}: {why}");
+        }
+        assert!(
+            non_public(ip("2002:808:808::")).is_some(),
+            "6to4 as a whole"
+        );
+        assert!(non_public(ip("192.31.196.1")).is_some(), "AS112");
     }
 
     #[test]
