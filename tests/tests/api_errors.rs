@@ -339,6 +339,18 @@ async fn config_rejects_bad_input_and_stale_revisions() -> anyhow::Result<()> {
         Code::NotFound,
         "endpoint",
     );
+    // Listing the endpoints of a tenant that is gone (or never was) is
+    // NOT_FOUND like every other call that names it, not an empty list.
+    assert_status(
+        c.api
+            .endpoints
+            .list_endpoints(pb::ListEndpointsRequest {
+                tenant_id: "acme".into(),
+            })
+            .await,
+        Code::NotFound,
+        "tenant",
+    );
     Ok(())
 }
 

@@ -149,6 +149,16 @@ impl EndpointService for Api {
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
         let tenant = req.into_inner().tenant_id;
         validate::name("tenant_id", &tenant)?;
+        // Like every other call naming a tenant: one that does not exist is
+        // NOT_FOUND, not an empty list.
+        if self
+            .store()
+            .get::<herald_shared::model::TenantRecord>(&super::tenants::key(&tenant))
+            .await?
+            .is_none()
+        {
+            return Err(Error::NotFound(format!("tenant '{tenant}' not found")).into());
+        }
         let all = self
             .store()
             .list::<EndpointRecord>(&format!("{}{tenant}/", keys::ENDPOINTS))
