@@ -71,9 +71,7 @@ impl AgentIngest for Ingest {
     ) -> Result<Response<pb::HandoffAck>, Status> {
         let r = req.into_inner();
         let _gate = self.state.ingest_guard().await;
-        if herald_shared::ids::validate_name(&r.from_agent_id).is_err() {
-            return Err(invalid("from_agent_id".into(), "is not a valid agent id").into());
-        }
+        check_sender(&r.from_agent_id)?;
         for (i, item) in r.items.iter().enumerate() {
             let Some(d) = &item.delivery else {
                 return Err(invalid(format!("items[{i}].delivery"), "is required").into());
@@ -92,13 +90,7 @@ impl AgentIngest for Ingest {
                 )
                 .into());
             }
-            if !self.state.owns(d.slot) {
-                return Err(Error::Fenced(format!(
-                    "slot {} is not owned by this agent; hand it to its owner",
-                    d.slot
-                ))
-                .into());
-            }
+            self.check_owned(d.slot)?;
         }
         let parked = self.state.parked_slots();
         let inserted = self
@@ -144,13 +136,27 @@ impl AgentIngest for Ingest {
     }
 }
 
+/// A handoff names its sender by agent id.
+fn check_sender(from_agent_id: &str) -> Result<(), Error> {
+    herald_shared::ids::validate_name(from_agent_id)
+        .map_err(|_| invalid("from_agent_id".into(), "is not a valid agent id"))
+}
+
 impl Ingest {
+    /// Handed work is taken only for slots this agent owns.
+    fn check_owned(&self, slot: u32) -> Result<(), Error> {
+        if self.state.owns(slot) {
+            return Ok(());
+        }
+        Err(Error::Fenced(format!(
+            "slot {slot} is not owned by this agent; hand it to its owner"
+        )))
+    }
+
     /// Stores one frame of a handoff stream; a `done` frame finishes the slot.
     async fn handoff_frame(&self, f: pb::HandoffFrame) -> Result<pb::HandoffFrameAck, Status> {
         let _gate = self.state.ingest_guard().await;
-        if herald_shared::ids::validate_name(&f.from_agent_id).is_err() {
-            return Err(invalid("from_agent_id".into(), "is not a valid agent id").into());
-        }
+        check_sender(&f.from_agent_id)?;
         if f.format != crate::store::RECORD_FORMAT {
             return Err(invalid(
                 "format".into(),
@@ -162,13 +168,7 @@ impl Ingest {
             )
             .into());
         }
-        if !self.state.owns(f.slot) {
-            return Err(Error::Fenced(format!(
-                "slot {} is not owned by this agent; hand it to its owner",
-                f.slot
-            ))
-            .into());
-        }
+        self.check_owned(f.slot)?;
         let parked = self.state.parked_slots();
         let inserted = self
             .store

@@ -445,6 +445,22 @@ impl Clients {
             .into_inner())
     }
 
+    /// Enables endpoint `ep` of tenant `acme` (as it was read: its spec
+    /// and revision).
+    pub async fn enable(&mut self, ep: &pb::Endpoint) -> anyhow::Result<()> {
+        let mut spec = ep.spec.clone().unwrap_or_default();
+        spec.enabled = true;
+        self.endpoints
+            .update_endpoint(pb::UpdateEndpointRequest {
+                tenant_id: "acme".into(),
+                id: ep.id.clone(),
+                spec: Some(spec),
+                expected_revision: ep.revision,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Publishes `data` as `event_type` for `tenant` with an idempotency key.
     pub async fn publish(
         &mut self,

@@ -49,20 +49,6 @@ async fn create_endpoint(
         .ok_or_else(|| anyhow::anyhow!("no endpoint in the reply"))
 }
 
-async fn enable(api: &mut Clients, ep: &pb::Endpoint) -> anyhow::Result<()> {
-    let mut spec = ep.spec.clone().unwrap_or_default();
-    spec.enabled = true;
-    api.endpoints
-        .update_endpoint(pb::UpdateEndpointRequest {
-            tenant_id: "acme".into(),
-            id: ep.id.clone(),
-            spec: Some(spec),
-            expected_revision: ep.revision,
-        })
-        .await?;
-    Ok(())
-}
-
 /// Publishes sequence `seq` to endpoints `0..n`, retrying while slots move.
 async fn publish_round(api: &mut Clients, n: u64, seq: u64) -> anyhow::Result<()> {
     for i in 0..n {
@@ -308,7 +294,7 @@ async fn a_slot_passed_through_a_chain_of_dying_owners_keeps_one_order() -> anyh
     .await?;
     round(&mut c.api).await?;
     for ep in &endpoints {
-        enable(&mut c.api, ep).await?;
+        c.api.enable(ep).await?;
     }
     ordering::wait_all(&receiver, n, seq, Duration::from_secs(60)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;

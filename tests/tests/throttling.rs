@@ -36,20 +36,6 @@ async fn queued_endpoint(
         .expect("endpoint"))
 }
 
-async fn enable(api: &mut Clients, ep: &pb::Endpoint) -> anyhow::Result<()> {
-    let mut spec = ep.spec.clone().expect("spec");
-    spec.enabled = true;
-    api.endpoints
-        .update_endpoint(pb::UpdateEndpointRequest {
-            tenant_id: "acme".into(),
-            id: ep.id.clone(),
-            spec: Some(spec),
-            expected_revision: ep.revision,
-        })
-        .await?;
-    Ok(())
-}
-
 /// Publishes `{"seq": n}` for n in `seqs`, 100 per batch call.
 async fn publish_burst(api: &mut Clients, seqs: std::ops::Range<u64>) -> anyhow::Result<()> {
     let all: Vec<u64> = seqs.collect();
@@ -100,7 +86,7 @@ async fn a_burst_goes_out_in_spaced_chunks_in_order() -> anyhow::Result<()> {
     )
     .await?;
     publish_burst(&mut c.api, 0..250).await?;
-    enable(&mut c.api, &ep).await?;
+    c.api.enable(&ep).await?;
     let got = rx.wait_for(3, WAIT).await;
     // Nothing more comes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -165,7 +151,7 @@ async fn a_failed_chunk_is_retried_whole_before_the_next() -> anyhow::Result<()>
     .await?;
     publish_burst(&mut c.api, 0..35).await?;
     rx.script(&[(500, None), (200, None), (503, None)]);
-    enable(&mut c.api, &ep).await?;
+    c.api.enable(&ep).await?;
     let got = rx.wait_for(6, WAIT).await;
     let chunks: Vec<Vec<u64>> = got.iter().map(seqs).collect();
     let accepted: Vec<u64> = got.iter().filter(|r| r.accepted()).flat_map(seqs).collect();
@@ -204,7 +190,7 @@ async fn a_rate_limit_holds_over_ten_seconds() -> anyhow::Result<()> {
     )
     .await?;
     publish_burst(&mut c.api, 0..80).await?;
-    enable(&mut c.api, &ep).await?;
+    c.api.enable(&ep).await?;
     let first = rx.wait_for(1, WAIT).await[0].at;
     tokio::time::sleep_until((first + Duration::from_secs(10)).into()).await;
     let in_window = rx

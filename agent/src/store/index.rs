@@ -283,7 +283,7 @@ impl Index {
         };
         self.next_seq = self.next_seq.max(a.seq + 1);
         self.next_position = self.next_position.max(a.state.position + 1);
-        self.insert(a.seq, entry, a.parked);
+        self.insert(entry, a.parked);
         if a.origin == Origin::New {
             let c = self.counters_mut(endpoint);
             c.events += 1;
@@ -291,7 +291,8 @@ impl Index {
         }
     }
 
-    fn insert(&mut self, seq: u64, e: Entry, parked: bool) {
+    fn insert(&mut self, e: Entry, parked: bool) {
+        let seq = e.seq;
         self.ids.insert(e.id, seq);
         self.seen.remove(&e.id);
         let key = (e.created_ms, seq);

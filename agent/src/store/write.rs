@@ -125,26 +125,24 @@ enum Reply {
 }
 
 impl Reply {
+    /// Answers with the result, or with `err` when the commit failed.
     fn send(self, index: &Index, err: Option<&str>) {
-        let e = |m: &str| Error::Store(LogError::Io(std::io::Error::other(m.to_string())));
-        match (self, err) {
-            (Reply::Inserted(tx, v), None) => drop(tx.send(Ok(v))),
-            (Reply::Count(tx, v), None) => drop(tx.send(Ok(v))),
-            (Reply::Endpoints(tx, v), None) => drop(tx.send(Ok(v))),
-            (Reply::Done(tx), None) => drop(tx.send(Ok(()))),
-            (Reply::Done(tx), Some(m)) => drop(tx.send(Err(e(m)))),
-            (Reply::Streak(tx, seq), None) => {
+        fn or<T>(v: T, err: Option<&str>) -> Result<T> {
+            err.map_or(Ok(v), failed)
+        }
+        match self {
+            Reply::Inserted(tx, v) => drop(tx.send(or(v, err))),
+            Reply::Count(tx, v) => drop(tx.send(or(v, err))),
+            Reply::Endpoints(tx, v) => drop(tx.send(or(v, err))),
+            Reply::Done(tx) => drop(tx.send(or((), err))),
+            Reply::Streak(tx, seq) => {
                 let streak = index
                     .entries
                     .get(&seq)
                     .and_then(|e| index.counters.get(&e.endpoint))
                     .map_or(0, |c| c.deliveries_failed_in_a_row);
-                drop(tx.send(Ok(streak)));
+                drop(tx.send(or(streak, err)));
             }
-            (Reply::Inserted(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
-            (Reply::Count(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
-            (Reply::Endpoints(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
-            (Reply::Streak(tx, _), Some(m)) => drop(tx.send(Err(e(m)))),
         }
     }
 }
@@ -596,17 +594,9 @@ impl Writer {
                 g.replies.push(Reply::Done(reply));
             }
             WriteOp::ImportCounters(counters, reply) => {
-                let Record::Checkpoint {
-                    next_seq,
-                    next_position,
-                    ..
-                } = self.checkpoint()
-                else {
-                    return;
-                };
                 g.push(Record::Checkpoint {
-                    next_seq,
-                    next_position,
+                    next_seq: self.next_seq,
+                    next_position: self.next_position,
                     endpoints: counters,
                 });
                 g.replies.push(Reply::Done(reply));
@@ -817,28 +807,32 @@ impl Writer {
     }
 }
 
+/// The error a request gets when its commit did not happen.
+fn failed<T>(msg: &str) -> Result<T> {
+    Err(Error::Store(LogError::Io(std::io::Error::other(
+        msg.to_string(),
+    ))))
+}
+
 /// Answers a request that could not even be started.
 fn fail_op(op: WriteOp, msg: &str) {
-    fn e<T>(msg: &str) -> Result<T> {
-        Err(Error::Store(LogError::Io(std::io::Error::other(
-            msg.to_string(),
-        ))))
-    }
     match op {
         WriteOp::Insert { reply, .. } | WriteOp::InsertHanded { reply, .. } => {
-            drop(reply.send(e(msg)))
+            drop(reply.send(failed(msg)))
         }
         WriteOp::Attempt { reply, .. } => {
             if let Some(r) = reply {
-                drop(r.send(e(msg)));
+                drop(r.send(failed(msg)));
             }
         }
-        WriteOp::Unpark(_, reply) => drop(reply.send(e(msg))),
+        WriteOp::Unpark(_, reply) => drop(reply.send(failed(msg))),
         WriteOp::DropHanded(_, reply)
         | WriteOp::MarkLate(_, reply)
         | WriteOp::Purge(_, reply)
-        | WriteOp::Retain { reply, .. } => drop(reply.send(e(msg))),
-        WriteOp::Import(_, reply) | WriteOp::ImportCounters(_, reply) => drop(reply.send(e(msg))),
+        | WriteOp::Retain { reply, .. } => drop(reply.send(failed(msg))),
+        WriteOp::Import(_, reply) | WriteOp::ImportCounters(_, reply) => {
+            drop(reply.send(failed(msg)))
+        }
         WriteOp::ResetStreak(_) | WriteOp::PruneSeen(_) => {}
     }
 }
