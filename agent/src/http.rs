@@ -333,7 +333,9 @@ async fn send(
 }
 
 /// The signed, authenticated request for one attempt made at `now_ms`.
-fn build_request(
+/// Public for the API edge's property test: whatever the control plane
+/// accepts, this must build.
+pub fn build_request(
     client: &reqwest::Client,
     ep: &pb::DeliveryEndpoint,
     chunk: &[&pb::Delivery],

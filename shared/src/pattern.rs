@@ -7,6 +7,9 @@ pub enum PatternError {
     /// The pattern is empty.
     #[error("must not be empty")]
     Empty,
+    /// The pattern is longer than a name may be.
+    #[error("must be at most {} characters", crate::ids::MAX_NAME_LEN)]
+    TooLong,
     /// The pattern holds a character that no event type name can have.
     #[error("may only contain letters, digits, '_', '-', '.' and '*' (found {0:?})")]
     BadChar(char),
@@ -16,6 +19,9 @@ pub enum PatternError {
 pub fn validate(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
         return Err(PatternError::Empty);
+    }
+    if pattern.len() > crate::ids::MAX_NAME_LEN {
+        return Err(PatternError::TooLong);
     }
     match pattern
         .chars()

@@ -203,7 +203,7 @@ async fn config_rejects_bad_input_and_stale_revisions() -> anyhow::Result<()> {
         "tenant 'nobody' not found",
     );
     assert_status(
-        e.create_endpoint(create("acme", spec("not a url", &["*"])))
+        e.create_endpoint(create("acme", spec("not-a-url", &["*"])))
             .await,
         Code::InvalidArgument,
         "spec.url: is not a valid URL",
@@ -482,7 +482,7 @@ async fn endpoint_options_are_validated_naming_the_field() -> anyhow::Result<()>
                 body_signature: body_sig("webhook-signature", 0),
                 ..base.clone()
             },
-            "spec.body_signature.header: names a header",
+            "spec.body_signature.header: is set by Herald",
         ),
         (
             pb::EndpointSpec {

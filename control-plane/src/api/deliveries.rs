@@ -6,13 +6,14 @@ use std::sync::Arc;
 use herald_proto::v1 as pb;
 use herald_proto::v1::delivery_service_server::DeliveryService;
 use herald_shared::ids::{random_delivery_id, random_event_id};
-use herald_shared::pattern;
+
 use herald_shared::time::now_ms;
 use tonic::{Request, Response, Status};
 
 use super::Api;
 use crate::error::{Error, Result};
 use crate::validate;
+use crate::validate::limits::{MAX_LIST_FILTERS, MAX_PAGE_TOKEN};
 use crate::view::EndpointEntry;
 
 /// Page size when the caller sets none.
@@ -34,6 +35,9 @@ fn parse_page_token(t: &str) -> Result<Option<pb::DeliveryCursor>> {
         return Ok(None);
     }
     let bad = || Error::invalid("page_token", "is not a token this API returned");
+    if t.len() > MAX_PAGE_TOKEN {
+        return Err(bad());
+    }
     let mut parts = t.splitn(3, ':');
     let (Some("v1"), Some(ms), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
@@ -50,6 +54,8 @@ fn parse_page_token(t: &str) -> Result<Option<pb::DeliveryCursor>> {
 
 /// Checks a list request; returns its page size and cursor.
 fn check_list(r: &pb::ListDeliveriesRequest) -> Result<(usize, Option<pb::DeliveryCursor>)> {
+    validate::count("statuses", r.statuses.len(), MAX_LIST_FILTERS)?;
+    validate::count("event_types", r.event_types.len(), MAX_LIST_FILTERS)?;
     for (i, s) in r.statuses.iter().enumerate() {
         match pb::DeliveryStatus::try_from(*s) {
             Ok(pb::DeliveryStatus::Unspecified) | Err(_) => {
@@ -62,8 +68,7 @@ fn check_list(r: &pb::ListDeliveriesRequest) -> Result<(usize, Option<pb::Delive
         }
     }
     for (i, p) in r.event_types.iter().enumerate() {
-        pattern::validate(p)
-            .map_err(|e| Error::invalid(format!("event_types[{i}]"), e.to_string()))?;
+        validate::pattern(&format!("event_types[{i}]"), p)?;
     }
     validate::text("resource_id", &r.resource_id)?;
     if r.since_ms < 0 {

@@ -12,77 +12,15 @@ use super::Api;
 use crate::error::{Error, Result};
 use crate::validate;
 
-/// Longest idempotency key accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 256;
-
 impl Api {
     /// Checks a publish and builds one delivery per matching endpoint.
     fn plan_publish(&self, r: pb::PublishRequest) -> Result<(String, Vec<pb::Delivery>)> {
-        validate::name("tenant_id", &r.tenant_id)?;
-        if r.event_type.is_empty() {
-            return Err(Error::invalid("event_type", "must not be empty"));
-        }
-        validate::name("event_type", &r.event_type)?;
-        let payload = check_payload(&r.payload_json, self.config().max_payload_bytes)?;
-        let previous = if r.previous_payload_json.is_empty() {
-            None
-        } else {
-            let v: serde_json::Value =
-                serde_json::from_str(&r.previous_payload_json).map_err(|e| {
-                    Error::invalid("previous_payload_json", format!("is not valid JSON: {e}"))
-                })?;
-            if !v.is_object() {
-                return Err(Error::invalid(
-                    "previous_payload_json",
-                    "must be a JSON object",
-                ));
-            }
-            Some(v)
-        };
-        for (i, f) in r.changed_fields.iter().enumerate() {
-            herald_shared::filter::Path::parse(f)
-                .map_err(|e| Error::invalid(format!("changed_fields[{i}]"), e.to_string()))?;
-        }
-        if r.skip_key.len() > 128 {
-            return Err(Error::invalid("skip_key", "must be at most 128 bytes"));
-        }
+        let checked = validate::publish(&r, self.config().max_payload_bytes)?;
+        let (payload, previous) = (checked.payload, checked.previous);
         let change = herald_shared::filter::Change {
             previous: previous.as_ref(),
             changed_fields: &r.changed_fields,
         };
-        if r.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(Error::invalid(
-                "idempotency_key",
-                format!("must be at most {MAX_IDEMPOTENCY_KEY} bytes"),
-            ));
-        }
-        if let Some(res) = &r.resource {
-            if res.r#type.is_empty() {
-                return Err(Error::invalid(
-                    "resource.type",
-                    "must not be empty when resource is set",
-                ));
-            }
-            if res.id.is_empty() {
-                return Err(Error::invalid(
-                    "resource.id",
-                    "must not be empty when resource is set",
-                ));
-            }
-            validate::text("resource.id", &res.id)?;
-        }
-        if let Some(a) = &r.actor
-            && a.id.is_empty()
-        {
-            return Err(Error::invalid(
-                "actor.id",
-                "must not be empty when actor is set",
-            ));
-        }
-        if r.occurred_at_ms < 0 {
-            return Err(Error::invalid("occurred_at_ms", "must not be negative"));
-        }
-
         let event_id = if r.idempotency_key.is_empty() {
             random_event_id()
         } else {
@@ -163,30 +101,7 @@ impl Api {
     }
 }
 
-/// The payload must be a JSON object no larger than `limit` bytes; returns it parsed.
-fn check_payload(payload: &str, limit: usize) -> Result<serde_json::Value> {
-    if payload.is_empty() {
-        return Err(Error::invalid(
-            "payload_json",
-            "must not be empty (send {} for no data)",
-        ));
-    }
-    if payload.len() > limit {
-        return Err(Error::invalid(
-            "payload_json",
-            format!("is {} bytes, over the limit of {limit}", payload.len()),
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_str(payload)
-        .map_err(|e| Error::invalid("payload_json", format!("is not valid JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(Error::invalid("payload_json", "must be a JSON object"));
-    }
-    Ok(v)
-}
-
-/// Most events in one PublishBatch.
-const MAX_BATCH: usize = 100;
+use crate::validate::limits::MAX_BATCH;
 
 impl Api {
     /// Plans every event, routes all the valid ones in one go, and answers
@@ -349,21 +264,5 @@ impl PublishService for Api {
             event_id,
             endpoints_matched: matched,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_checks() {
-        assert!(check_payload(r#"{"a":1}"#, 100).is_ok());
-        for bad in ["", "[1]", "{", "3"] {
-            let e = check_payload(bad, 100).unwrap_err();
-            assert!(e.to_string().starts_with("payload_json: "), "{e}");
-        }
-        let e = check_payload(&format!(r#"{{"a":"{}"}}"#, "x".repeat(200)), 100).unwrap_err();
-        assert!(e.to_string().contains("over the limit"), "{e}");
     }
 }
