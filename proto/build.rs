@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "herald/v1/deliveries.proto",
         "herald/v1/cluster.proto",
         "herald/v1/agent.proto",
+        "herald/v1/access.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

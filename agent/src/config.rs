@@ -20,6 +20,10 @@ pub struct Config {
         default_value = "http://127.0.0.1:50051"
     )]
     pub control_plane: Vec<String>,
+    /// API key with scope `cluster:agent` (or `admin`) for the control
+    /// stream, which carries endpoint configuration and secrets.
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
     /// etcd endpoints, comma-separated.
     #[arg(
         long,
@@ -76,4 +80,22 @@ pub struct Config {
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,
+}
+
+/// An API key from a flag or the environment: `Debug` never prints it.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.trim().to_string()))
+    }
 }

@@ -32,6 +32,8 @@ pub struct ControlLoop {
     pub dispatcher: Dispatcher,
     /// Told when the assignment changes.
     pub handoff: std::sync::Arc<crate::handoff::Handoff>,
+    /// Sent as the bearer token of the control stream.
+    pub api_key: Option<crate::config::ApiKey>,
     /// Interval of heartbeats.
     pub heartbeat: Duration,
     /// True while a control stream is open (for health).
@@ -83,7 +85,13 @@ impl ControlLoop {
             })),
         })
         .await?;
-        let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(key) = &self.api_key {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {}", key.0).parse()?);
+        }
+        let mut inbound = client.session(request).await?.into_inner();
         tracing::info!(control_plane = %target, "control stream open");
         crate::metrics::get().control_streams.inc();
         self.connected

@@ -123,6 +123,7 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
         handoff,
         heartbeat: Duration::from_secs(5),
+        api_key: config.api_key.clone(),
         connected,
         outbox: tokio::sync::Mutex::new(outbox_rx),
     };

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::connect::Ch;
 use anyhow::Result;
 use clap::Subcommand;
 use herald_proto::v1::{
@@ -10,7 +11,6 @@ use herald_proto::v1::{
     cluster_service_client::ClusterServiceClient,
 };
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::output::{Format, time};
 
@@ -118,7 +118,7 @@ fn cluster_json(c: &Cluster) -> Value {
 }
 
 /// Runs one cluster subcommand.
-pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
+pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
     let mut client = ClusterServiceClient::new(channel);
     match cmd {
         Cmd::Show => {

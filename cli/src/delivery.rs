@@ -4,6 +4,7 @@
 
 mod view;
 
+use crate::connect::Ch;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use herald_proto::v1::{
@@ -12,7 +13,6 @@ use herald_proto::v1::{
     delivery_service_client::DeliveryServiceClient,
 };
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::output::Format;
 
@@ -116,7 +116,7 @@ pub struct ListArgs {
 }
 
 /// Runs one delivery subcommand.
-pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
+pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
     let mut client = DeliveryServiceClient::new(channel);
     match cmd {
         Cmd::List(args) => list(&mut client, out, args).await?,
@@ -174,7 +174,7 @@ pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
 }
 
 /// Lists one page, or every page with `--all`, then the next page token.
-async fn list(client: &mut DeliveryServiceClient<Channel>, out: Format, a: ListArgs) -> Result<()> {
+async fn list(client: &mut DeliveryServiceClient<Ch>, out: Format, a: ListArgs) -> Result<()> {
     let mut req = ListDeliveriesRequest {
         tenant_id: a.tenant,
         endpoint_id: a.endpoint.unwrap_or_default(),
@@ -218,7 +218,7 @@ async fn list(client: &mut DeliveryServiceClient<Channel>, out: Format, a: ListA
 /// `herald endpoint test`: queues a test event for an endpoint and prints
 /// the delivery and event ids.
 pub async fn send_test(
-    channel: Channel,
+    channel: Ch,
     out: Format,
     tenant: String,
     endpoint: String,
@@ -242,7 +242,7 @@ pub async fn send_test(
 }
 
 /// `herald endpoint stats`: prints an endpoint's delivery counters.
-pub async fn stats(channel: Channel, out: Format, tenant: String, endpoint: String) -> Result<()> {
+pub async fn stats(channel: Ch, out: Format, tenant: String, endpoint: String) -> Result<()> {
     let req = GetEndpointStatsRequest {
         tenant_id: tenant,
         endpoint_id: endpoint,

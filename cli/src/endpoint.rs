@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::connect::Ch;
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use herald_proto::v1::{
@@ -11,7 +12,6 @@ use herald_proto::v1::{
     endpoint_service_client::EndpointServiceClient, receiver_auth,
 };
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::delivery;
 use crate::output::{Format, json_text, time};
@@ -381,7 +381,7 @@ fn detail_rows(e: &Endpoint) -> Vec<Vec<String>> {
 }
 
 /// Runs one endpoint subcommand.
-pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
+pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
     let mut client = EndpointServiceClient::new(channel.clone());
     match cmd {
         Cmd::Create {

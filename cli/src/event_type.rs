@@ -1,5 +1,6 @@
 //! `herald event-type ...`: the event type catalog.
 
+use crate::connect::Ch;
 use anyhow::Result;
 use clap::Subcommand;
 use herald_proto::v1::{
@@ -7,7 +8,6 @@ use herald_proto::v1::{
     catalog_service_client::CatalogServiceClient,
 };
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::output::{Format, json_text};
 
@@ -74,7 +74,7 @@ fn emit_one(out: Format, t: &EventType) {
 }
 
 /// Runs one event type subcommand.
-pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
+pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
     let mut client = CatalogServiceClient::new(channel);
     match cmd {
         Cmd::Create {

@@ -3,7 +3,9 @@
 //! and resends deliveries, shows the cluster and drains agents, and runs a
 //! sample webhook receiver that verifies Standard Webhooks signatures.
 
+mod api_key;
 mod cluster;
+mod connect;
 mod delivery;
 mod endpoint;
 mod event_type;
@@ -14,9 +16,8 @@ mod tenant;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tonic::transport::Channel;
 
 use output::Format;
 
@@ -32,6 +33,9 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
+    /// API key (`hk_...`) sent with every call.
+    #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -58,6 +62,9 @@ enum Command {
     Cluster(cluster::Cmd),
     /// Publish an event.
     Publish(publish::PublishArgs),
+    /// Manage API keys (needs an admin key).
+    #[command(subcommand)]
+    ApiKey(api_key::Cmd),
     /// Run a sample webhook receiver that verifies signatures.
     Receiver(receiver::ReceiverArgs),
 }
@@ -77,11 +84,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let channel = || -> Result<Channel> {
-        Ok(Channel::from_shared(cli.server.clone())
-            .with_context(|| format!("invalid --server {:?}", cli.server))?
-            .connect_lazy())
-    };
+    let channel = || connect::channel(&cli.server, cli.api_key.as_deref());
     let out = cli.output;
     match cli.command {
         Command::EventType(cmd) => event_type::run(channel()?, out, cmd).await,
@@ -90,6 +93,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Delivery(cmd) => delivery::run(channel()?, out, cmd).await,
         Command::Cluster(cmd) => cluster::run(channel()?, out, cmd).await,
         Command::Publish(args) => publish::run(channel()?, out, args).await,
+        Command::ApiKey(cmd) => api_key::run(channel()?, out, cmd).await,
         Command::Receiver(args) => receiver::run(args).await,
     }
 }

@@ -1,12 +1,12 @@
 //! `herald publish`: publishes one event.
 
+use crate::connect::Ch;
 use anyhow::{Context, Result};
 use clap::Args;
 use herald_proto::v1::{
     Actor, PublishRequest, Resource, publish_service_client::PublishServiceClient,
 };
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::output::Format;
 
@@ -43,7 +43,7 @@ pub struct PublishArgs {
 }
 
 /// Publishes the event and prints its id and the number of endpoints matched.
-pub async fn run(channel: Channel, out: Format, a: PublishArgs) -> Result<()> {
+pub async fn run(channel: Ch, out: Format, a: PublishArgs) -> Result<()> {
     serde_json::from_str::<serde_json::Value>(&a.data).context("--data is not valid JSON")?;
     let resource = match (a.resource_type, a.resource_id) {
         (Some(r#type), Some(id)) => Some(Resource { r#type, id }),

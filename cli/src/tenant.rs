@@ -1,5 +1,6 @@
 //! `herald tenant ...`: tenants.
 
+use crate::connect::Ch;
 use anyhow::Result;
 use clap::Subcommand;
 use herald_proto::v1::{
@@ -7,7 +8,6 @@ use herald_proto::v1::{
     tenant_service_client::TenantServiceClient,
 };
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use crate::output::{Format, time};
 
@@ -49,7 +49,7 @@ fn to_json(t: &Tenant) -> Value {
 }
 
 /// Runs one tenant subcommand.
-pub async fn run(channel: Channel, out: Format, cmd: Cmd) -> Result<()> {
+pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
     let mut client = TenantServiceClient::new(channel);
     match cmd {
         Cmd::Create { id, name } => {

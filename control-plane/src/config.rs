@@ -46,6 +46,23 @@ pub struct Config {
     /// Port 0 picks a free port, printed on stdout.
     #[arg(long, env = "HERALD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Turns access control off: every call is allowed without a key. For
+    /// development only; logs a warning at start.
+    #[arg(long, env = "HERALD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// An admin API key (`hk_<id>_<secret>`) to create at start if no key
+    /// with its id exists: how the first key gets in.
+    #[arg(long, env = "HERALD_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<crate::access::key::KeyText>,
+    /// A file holding the bootstrap key (as `--bootstrap-key`).
+    #[arg(long, env = "HERALD_BOOTSTRAP_KEY_FILE")]
+    pub bootstrap_key_file: Option<std::path::PathBuf>,
+    /// Create a new admin key in etcd, print it, and exit.
+    #[arg(long)]
+    pub create_admin_key: bool,
+    /// Do not serve gRPC reflection.
+    #[arg(long, env = "HERALD_NO_REFLECTION")]
+    pub no_reflection: bool,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

@@ -23,6 +23,9 @@ pub enum Error {
     /// does not allow the operation.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller's key may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A dependency (etcd, an agent) cannot be reached; safe to retry.
     #[error("{0}")]
     Unavailable(String),
@@ -55,6 +58,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unavailable(_) | Error::Etcd(_) => Code::Unavailable,
             Error::Corrupt { .. } => Code::Internal,
         }

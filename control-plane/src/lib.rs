@@ -2,6 +2,7 @@
 //! in etcd, mirrors it in memory through a watch, plans the slot map, and
 //! routes each publish to the agents that own the matched endpoints.
 
+pub mod access;
 pub mod agent_clients;
 pub mod api;
 pub mod coalesce;

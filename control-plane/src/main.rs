@@ -13,6 +13,14 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     // Kept until main returns, so buffered spans are flushed on the way out.
     let _telemetry = herald_shared::telemetry::init("herald-control-plane", &config.log_format);
+    if config.create_admin_key {
+        let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
+        let store = herald_control_plane::store::Store::new(client, &config.etcd_prefix);
+        let key = herald_control_plane::api::access::create_admin(&store).await?;
+        // The one place the key is shown.
+        println!("{key}");
+        return Ok(());
+    }
     let cancel = CancellationToken::new();
     tokio::spawn(process::cancel_on_signal(cancel.clone()));
     server::run(config, cancel, |addr| {

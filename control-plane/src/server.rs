@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_proto::v1::{
-    agent_control_server::AgentControlServer, catalog_service_server::CatalogServiceServer,
-    cluster_service_server::ClusterServiceServer, delivery_service_server::DeliveryServiceServer,
-    endpoint_service_server::EndpointServiceServer, publish_service_server::PublishServiceServer,
-    tenant_service_server::TenantServiceServer,
+    access_service_server::AccessServiceServer, agent_control_server::AgentControlServer,
+    catalog_service_server::CatalogServiceServer, cluster_service_server::ClusterServiceServer,
+    delivery_service_server::DeliveryServiceServer, endpoint_service_server::EndpointServiceServer,
+    publish_service_server::PublishServiceServer, tenant_service_server::TenantServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -31,6 +31,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
     let store = Store::new(client, &config.etcd_prefix);
+    bootstrap_access(&store, &config).await?;
     let view = ViewHandle::new();
     let slots_changed = Arc::new(Notify::new());
 
@@ -79,7 +80,10 @@ pub async fn run(
             cancel.clone(),
         ));
     }
-    let reflection = herald_proto::serving::reflection()?;
+    let reflection = (!config.no_reflection)
+        .then(herald_proto::serving::reflection)
+        .transpose()?;
+    let access = crate::access::layer::AccessLayer::new(view.clone(), !config.insecure_no_auth);
     let router = Router::new(
         view.clone(),
         clients.clone(),
@@ -101,6 +105,7 @@ pub async fn run(
 
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(access)
         .add_service(CatalogServiceServer::new(api.clone()))
         .add_service(TenantServiceServer::new(api.clone()))
         .add_service(EndpointServiceServer::new(api.clone()))
@@ -108,7 +113,8 @@ pub async fn run(
         .add_service(DeliveryServiceServer::new(api.clone()))
         .add_service(ClusterServiceServer::new(api.clone()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_optional_service(reflection)
+        .add_service(AccessServiceServer::new(api.clone()))
         .add_service(AgentControlServer::new(api))
         // Our own listener: tonic applies tcp_nodelay only to listeners it
         // binds, so set it here (Nagle added ~40 ms to small replies).
@@ -117,5 +123,33 @@ pub async fn run(
             cancel.cancelled_owned(),
         )
         .await?;
+    Ok(())
+}
+
+/// Puts the bootstrap key in etcd (if given and absent), and warns when
+/// access control is off.
+async fn bootstrap_access(store: &Store, config: &Config) -> anyhow::Result<()> {
+    if config.insecure_no_auth {
+        tracing::warn!(
+            "access control is OFF (--insecure-no-auth): anyone who reaches this port can do anything"
+        );
+    }
+    let text = match (&config.bootstrap_key, &config.bootstrap_key_file) {
+        (Some(k), _) => Some(k.0.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let key: crate::access::key::KeyText = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(key.0)
+        }
+        (None, None) => None,
+    };
+    if let Some(text) = text
+        && crate::api::access::bootstrap(store, &text).await?
+    {
+        tracing::info!("bootstrap admin key stored");
+    }
     Ok(())
 }

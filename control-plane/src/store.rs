@@ -30,6 +30,8 @@ pub mod keys {
     pub const SLOT_MAP: &str = "slotmap";
     /// The leading replica's id, under its lease (one key).
     pub const LEADER: &str = "leader";
+    /// API keys: `access/keys/{id}`.
+    pub const API_KEYS: &str = "access/keys/";
 }
 
 /// A decoded record with its etcd `mod_revision`.

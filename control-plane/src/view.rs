@@ -45,6 +45,8 @@ pub struct View {
     pub agents: BTreeMap<String, AgentRecord>,
     /// The slot map and its revision, once one was written.
     pub slot_map: Option<(SlotMap, i64)>,
+    /// API keys by id.
+    pub api_keys: HashMap<String, Arc<crate::access::ApiKeyRecord>>,
 }
 
 /// A tenant's subscription index, so a publish looks at the endpoints that

@@ -126,6 +126,9 @@ fn apply_put(v: &mut View, rel: &str, value: &[u8], revision: i64) -> Option<Cha
     } else if let Some(id) = rel.strip_prefix(keys::AGENTS) {
         let rec = decode_logged(rel, value)?;
         v.agents.insert(id.to_string(), rec);
+    } else if let Some(id) = rel.strip_prefix(keys::API_KEYS) {
+        let rec = decode_logged(rel, value)?;
+        v.api_keys.insert(id.to_string(), Arc::new(rec));
     } else if rel == keys::SLOT_MAP {
         let map: SlotMap = decode_logged(rel, value)?;
         v.slot_map = Some((map, revision));
@@ -148,6 +151,8 @@ fn apply_delete(v: &mut View, rel: &str) -> Option<Change> {
         });
     } else if let Some(id) = rel.strip_prefix(keys::AGENTS) {
         v.agents.remove(id);
+    } else if let Some(id) = rel.strip_prefix(keys::API_KEYS) {
+        v.api_keys.remove(id);
     } else if rel == keys::SLOT_MAP {
         v.slot_map = None;
         return Some(Change::Resync);

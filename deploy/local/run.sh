@@ -51,6 +51,11 @@ done
 echo "etcd            $etcd_url"
 
 export HERALD_ETCD_ENDPOINTS=$etcd_url RUST_LOG=${RUST_LOG:-info}
+# Access control is on: the first admin key is made in etcd by a one-shot
+# command, then used by the agent (for its control stream) and the CLI.
+HERALD_API_KEY=$("$bin/herald-control-plane" --create-admin-key)
+export HERALD_API_KEY
+echo "admin API key   $HERALD_API_KEY"
 "$bin/herald-control-plane" --listen 127.0.0.1:0 --allow-http >"$work/cp.log" 2>&1 &
 pids+=($!)
 cp_addr=$(wait_line "$work/cp.log" "herald-control-plane listening on ")
@@ -100,7 +105,7 @@ $herald cluster show
 if $keep; then
   echo
   echo "Herald is running. In another shell:"
-  echo "  export HERALD_SERVER=$HERALD_SERVER"
+  echo "  export HERALD_SERVER=$HERALD_SERVER HERALD_API_KEY=$HERALD_API_KEY"
   echo "  $bin/herald publish --tenant acme --type invoice.activated --data '{\"invoice\":\"in_43\"}'"
   echo "  tail -f $work/receiver.log"
   echo "  $bin/herald delivery list --tenant acme"

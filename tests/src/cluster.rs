@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use herald_proto::v1 as pb;
 use herald_proto::v1::{
-    catalog_service_client::CatalogServiceClient, cluster_service_client::ClusterServiceClient,
-    delivery_service_client::DeliveryServiceClient, endpoint_service_client::EndpointServiceClient,
-    publish_service_client::PublishServiceClient, tenant_service_client::TenantServiceClient,
+    access_service_client::AccessServiceClient, catalog_service_client::CatalogServiceClient,
+    cluster_service_client::ClusterServiceClient, delivery_service_client::DeliveryServiceClient,
+    endpoint_service_client::EndpointServiceClient, publish_service_client::PublishServiceClient,
+    tenant_service_client::TenantServiceClient,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::process::{Proc, bin, etcd_bin, free_port};
@@ -21,6 +23,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Etcd {
     /// Client URLs, comma-separated, as Herald's `--etcd-endpoints` takes them.
     pub url: String,
+    /// The admin API key every control plane on this etcd is bootstrapped
+    /// with, and agents and clients use.
+    pub admin_key: String,
     members: Vec<Option<Proc>>,
     client_addrs: Vec<String>,
     _dir: tempfile::TempDir,
@@ -55,6 +60,7 @@ impl Etcd {
             .collect();
         let mut etcd = Etcd {
             url: String::new(),
+            admin_key: new_api_key(),
             members: Vec::new(),
             client_addrs: Vec::new(),
             _dir: dir,
@@ -148,10 +154,24 @@ fn isolate_env(cmd: &mut Command, env: &[(&str, &str)]) {
     cmd.envs(env.iter().copied());
 }
 
+/// A fresh API key's text (`hk_<id>_<secret>`), as Herald makes them.
+pub fn new_api_key() -> String {
+    use base64::Engine as _;
+    let id: [u8; 8] = rand::random();
+    let secret: [u8; 32] = rand::random();
+    format!(
+        "hk_{}_{}",
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    )
+}
+
 /// A control-plane process.
 pub struct ControlPlane {
     /// gRPC URL, `http://127.0.0.1:port`.
     pub url: String,
+    /// The admin key it was bootstrapped with.
+    pub admin_key: String,
     /// The process.
     pub proc: Proc,
 }
@@ -194,12 +214,14 @@ impl ControlPlane {
             .arg("--listen=127.0.0.1:0")
             .arg("--allow-http")
             .args(extra)
-            .env("RUST_LOG", rust_log);
+            .env("RUST_LOG", rust_log)
+            .env("HERALD_BOOTSTRAP_KEY", &etcd.admin_key);
         isolate_env(&mut cmd, env);
         let mut proc = Proc::spawn("control-plane", cmd)?;
         let addr = proc.wait_for_line("herald-control-plane listening on ", START_TIMEOUT)?;
         Ok(ControlPlane {
             url: format!("http://{addr}"),
+            admin_key: etcd.admin_key.clone(),
             proc,
         })
     }
@@ -209,9 +231,9 @@ impl ControlPlane {
         self.proc.pid()
     }
 
-    /// gRPC clients for this replica.
+    /// gRPC clients for this replica, with the admin key.
     pub async fn clients(&self) -> anyhow::Result<Clients> {
-        Clients::connect(&self.url).await
+        Clients::connect(&self.url, Some(&self.admin_key)).await
     }
 }
 
@@ -223,6 +245,7 @@ pub struct Agent {
     pub addr: String,
     data_dir: PathBuf,
     etcd_url: String,
+    api_key: String,
     control_planes: String,
     extra: Vec<String>,
     rust_log: String,
@@ -274,6 +297,7 @@ impl Agent {
             addr: String::new(),
             data_dir: dir.path().to_path_buf(),
             etcd_url: etcd.url.clone(),
+            api_key: etcd.admin_key.clone(),
             control_planes: control_planes
                 .iter()
                 .map(|c| c.url.as_str())
@@ -311,7 +335,8 @@ impl Agent {
                     .then_some("--allow-cidr=127.0.0.0/8,::1"),
             )
             .args(&self.extra)
-            .env("RUST_LOG", &self.rust_log);
+            .env("RUST_LOG", &self.rust_log)
+            .env("HERALD_API_KEY", &self.api_key);
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
@@ -352,35 +377,70 @@ impl Agent {
     }
 }
 
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// With `key`, or no header at all.
+    pub fn new(key: Option<&str>) -> anyhow::Result<Bearer> {
+        Ok(Bearer(match key {
+            Some(k) => Some(format!("Bearer {k}").parse()?),
+            None => None,
+        }))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel that sends a key.
+pub type Ch = InterceptedService<Channel, Bearer>;
+
 /// Typed gRPC clients of one control plane.
 #[derive(Clone)]
 pub struct Clients {
     /// Event types.
-    pub catalog: CatalogServiceClient<Channel>,
+    pub catalog: CatalogServiceClient<Ch>,
     /// Tenants.
-    pub tenants: TenantServiceClient<Channel>,
+    pub tenants: TenantServiceClient<Ch>,
     /// Endpoints.
-    pub endpoints: EndpointServiceClient<Channel>,
+    pub endpoints: EndpointServiceClient<Ch>,
     /// Publishing.
-    pub publish: PublishServiceClient<Channel>,
+    pub publish: PublishServiceClient<Ch>,
     /// The delivery log, resends and statistics.
-    pub deliveries: DeliveryServiceClient<Channel>,
+    pub deliveries: DeliveryServiceClient<Ch>,
     /// Cluster view and drain.
-    pub cluster: ClusterServiceClient<Channel>,
+    pub cluster: ClusterServiceClient<Ch>,
+    /// API keys.
+    pub access: AccessServiceClient<Ch>,
 }
 
 impl Clients {
-    /// Connects to `url`.
-    pub async fn connect(url: &str) -> anyhow::Result<Clients> {
+    /// Connects to `url`, sending `key` (or no key) with every call.
+    pub async fn connect(url: &str, key: Option<&str>) -> anyhow::Result<Clients> {
         let ch = Channel::from_shared(url.to_string())?.connect().await?;
-        Ok(Clients {
+        Ok(Self::on(ch, Bearer::new(key)?))
+    }
+
+    /// Clients over `ch` sending `bearer`.
+    pub fn on(ch: Channel, bearer: Bearer) -> Clients {
+        let ch = InterceptedService::new(ch, bearer);
+        Clients {
             catalog: CatalogServiceClient::new(ch.clone()),
             tenants: TenantServiceClient::new(ch.clone()),
             endpoints: EndpointServiceClient::new(ch.clone()),
             publish: PublishServiceClient::new(ch.clone()),
             deliveries: DeliveryServiceClient::new(ch.clone()),
-            cluster: ClusterServiceClient::new(ch),
-        })
+            cluster: ClusterServiceClient::new(ch.clone()),
+            access: AccessServiceClient::new(ch),
+        }
     }
 
     /// Creates an event type.

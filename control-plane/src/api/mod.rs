@@ -10,6 +10,7 @@ use crate::router::Router;
 use crate::store::Store;
 use crate::view::ViewHandle;
 
+pub mod access;
 pub mod agent_session;
 pub mod catalog;
 pub mod cluster;

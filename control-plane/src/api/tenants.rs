@@ -64,11 +64,19 @@ impl TenantService for Api {
 
     async fn list_tenants(
         &self,
-        _req: Request<pb::ListTenantsRequest>,
+        req: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        // A key limited to tenants lists only those (the access layer
+        // leaves this one call to the handler).
+        let principal = req.extensions().get::<crate::access::Principal>().cloned();
         let all = self.store().list::<TenantRecord>(keys::TENANTS).await?;
         let tenants = all
             .iter()
+            .filter(|v| {
+                principal
+                    .as_ref()
+                    .is_some_and(|p| p.key.may_act_for(&v.value.id))
+            })
             .map(|v| convert::tenant(&v.value, v.revision))
             .collect();
         Ok(Response::new(pb::ListTenantsResponse { tenants }))
