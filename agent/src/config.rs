@@ -24,6 +24,11 @@ pub struct Config {
     /// stream, which carries endpoint configuration and secrets.
     #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
+    /// PEM CA certificate(s) that sign the control planes' TLS
+    /// certificates, for `https://` control-plane addresses (default: the
+    /// system's roots).
+    #[arg(long, env = "HERALD_CONTROL_PLANE_CA")]
+    pub control_plane_ca: Option<PathBuf>,
     /// etcd endpoints, comma-separated.
     #[arg(
         long,

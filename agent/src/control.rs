@@ -32,6 +32,8 @@ pub struct ControlLoop {
     pub dispatcher: Dispatcher,
     /// Told when the assignment changes.
     pub handoff: std::sync::Arc<crate::handoff::Handoff>,
+    /// TLS to `https://` control planes.
+    pub tls: tonic::transport::ClientTlsConfig,
     /// Sent as the bearer token of the control stream.
     pub api_key: Option<crate::config::ApiKey>,
     /// Interval of heartbeats.
@@ -70,7 +72,11 @@ impl ControlLoop {
     }
 
     async fn session(&self, target: &str) -> anyhow::Result<()> {
-        let channel = tonic::transport::Endpoint::from_shared(target.to_string())?
+        let mut endpoint = tonic::transport::Endpoint::from_shared(target.to_string())?;
+        if target.starts_with("https://") {
+            endpoint = endpoint.tls_config(self.tls.clone())?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))

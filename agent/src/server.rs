@@ -124,6 +124,7 @@ pub async fn run(
         handoff,
         heartbeat: Duration::from_secs(5),
         api_key: config.api_key.clone(),
+        tls: control_plane_tls(&config)?,
         connected,
         outbox: tokio::sync::Mutex::new(outbox_rx),
     };
@@ -291,4 +292,18 @@ async fn drain_on_shutdown(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cancel.cancel();
+}
+
+/// TLS to `https://` control planes: the CA file given, or the system's
+/// roots.
+fn control_plane_tls(config: &Config) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    let tls = tonic::transport::ClientTlsConfig::new();
+    Ok(match &config.control_plane_ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+        }
+        None => tls.with_native_roots(),
+    })
 }

@@ -17,6 +17,9 @@ use crate::receiver::Receiver;
 /// the logger.
 const RUST_LOG: &str = "warn";
 
+/// When set, the control plane runs with `--insecure-no-auth`.
+pub static AUTH_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The tenant every benchmark endpoint belongs to.
 pub const TENANT: &str = "bench";
 
@@ -45,8 +48,13 @@ impl Cluster {
     /// Starts etcd, a control plane and `agents` agents on loopback.
     pub async fn start(agents: usize) -> anyhow::Result<Cluster> {
         let etcd = Etcd::start().context("start etcd")?;
-        let cp =
-            ControlPlane::start_with_log(&etcd, &[], RUST_LOG).context("start control plane")?;
+        let cp_args: &[&str] = if AUTH_OFF.load(Ordering::Relaxed) {
+            &["--insecure-no-auth"]
+        } else {
+            &[]
+        };
+        let cp = ControlPlane::start_with_log(&etcd, cp_args, RUST_LOG)
+            .context("start control plane")?;
         let mut started = Vec::new();
         for _ in 0..agents.max(1) {
             started

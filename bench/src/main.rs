@@ -34,6 +34,10 @@ struct Cli {
     /// Print the report as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Start the control plane with `--insecure-no-auth`, to measure what
+    /// access control costs (publishers send the admin key either way).
+    #[arg(long, global = true)]
+    insecure_no_auth: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -163,6 +167,7 @@ impl Scenario {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    cluster::AUTH_OFF.store(cli.insecure_no_auth, std::sync::atomic::Ordering::Relaxed);
     // reqwest is built without a default TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // On Ctrl-C the run is dropped, which kills every process it started.

@@ -36,6 +36,10 @@ struct Cli {
     /// API key (`hk_...`) sent with every call.
     #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// PEM CA certificate that signs an `https://` server's certificate
+    /// (default: the system's roots).
+    #[arg(long, global = true, env = "HERALD_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -84,7 +88,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let channel = || connect::channel(&cli.server, cli.api_key.as_deref());
+    let channel = || connect::channel(&cli.server, cli.api_key.as_deref(), cli.ca_file.as_deref());
     let out = cli.output;
     match cli.command {
         Command::EventType(cmd) => event_type::run(channel()?, out, cmd).await,

@@ -60,6 +60,13 @@ pub struct Config {
     /// Create a new admin key in etcd, print it, and exit.
     #[arg(long)]
     pub create_admin_key: bool,
+    /// PEM certificate chain of the gRPC API: with `--tls-key`, the API
+    /// speaks TLS only.
+    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Do not serve gRPC reflection.
     #[arg(long, env = "HERALD_NO_REFLECTION")]
     pub no_reflection: bool,

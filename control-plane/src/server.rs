@@ -90,6 +90,7 @@ pub async fn run(
         Duration::from_millis(config.publish_retry_ms),
     );
     let log = DeliveryLog::new(view.clone(), clients);
+    let tls = server_tls(&config)?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let api = Api::new(Parts {
@@ -103,7 +104,11 @@ pub async fn run(
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
 
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .tcp_nodelay(true)
         .layer(access)
         .add_service(CatalogServiceServer::new(api.clone()))
@@ -152,4 +157,19 @@ async fn bootstrap_access(store: &Store, config: &Config) -> anyhow::Result<()> 
         tracing::info!("bootstrap admin key stored");
     }
     Ok(())
+}
+
+/// The TLS configuration of the gRPC API, when `--tls-cert` and
+/// `--tls-key` are given.
+fn server_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
 }

@@ -192,6 +192,22 @@ impl ControlPlane {
         Self::spawn(etcd, extra, rust_log, &[])
     }
 
+    /// Like [`ControlPlane::start`], serving TLS with `identity`: its URL is
+    /// `https://`, and [`Clients::connect_tls`] reaches it.
+    pub fn start_tls(
+        etcd: &Etcd,
+        identity: &crate::pki::Issued,
+        extra: &[&str],
+    ) -> anyhow::Result<ControlPlane> {
+        let cert = identity.cert.to_string_lossy().into_owned();
+        let key = identity.key.to_string_lossy().into_owned();
+        let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+        args.extend_from_slice(extra);
+        let mut cp = Self::spawn(etcd, &args, "info,herald_control_plane=debug", &[])?;
+        cp.url = cp.url.replacen("http://", "https://", 1);
+        Ok(cp)
+    }
+
     /// Like [`ControlPlane::start`], with extra environment variables
     /// (`OTEL_*` to export traces).
     pub fn start_with_env(
@@ -426,6 +442,21 @@ impl Clients {
     /// Connects to `url`, sending `key` (or no key) with every call.
     pub async fn connect(url: &str, key: Option<&str>) -> anyhow::Result<Clients> {
         let ch = Channel::from_shared(url.to_string())?.connect().await?;
+        Ok(Self::on(ch, Bearer::new(key)?))
+    }
+
+    /// Connects to an `https://` `url` whose certificate `ca` signs.
+    pub async fn connect_tls(
+        url: &str,
+        key: Option<&str>,
+        ca: &std::path::Path,
+    ) -> anyhow::Result<Clients> {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
+        let ch = Channel::from_shared(url.to_string())?
+            .tls_config(tls)?
+            .connect()
+            .await?;
         Ok(Self::on(ch, Bearer::new(key)?))
     }
 

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod log;
 pub mod ordering;
 pub mod otlp;
+pub mod pki;
 pub mod process;
 pub mod receiver;
 pub mod tls;
