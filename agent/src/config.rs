@@ -24,6 +24,18 @@ pub struct Config {
     /// stream, which carries endpoint configuration and secrets.
     #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
+    /// This agent's PEM certificate from the cluster CA: with
+    /// `--cluster-key` and `--cluster-ca`, cluster traffic is mutual TLS.
+    /// The agent's services then answer only members, and it presents the
+    /// certificate to control planes and other agents.
+    #[arg(long, env = "HERALD_CLUSTER_CERT", requires_all = ["cluster_key", "cluster_ca"])]
+    pub cluster_cert: Option<PathBuf>,
+    /// The private key of `--cluster-cert`.
+    #[arg(long, env = "HERALD_CLUSTER_KEY", requires = "cluster_cert")]
+    pub cluster_key: Option<PathBuf>,
+    /// The cluster CA (PEM).
+    #[arg(long, env = "HERALD_CLUSTER_CA", requires = "cluster_cert")]
+    pub cluster_ca: Option<PathBuf>,
     /// PEM CA certificate(s) that sign the control planes' TLS
     /// certificates, for `https://` control-plane addresses (default: the
     /// system's roots).

@@ -44,6 +44,8 @@ pub struct Handoff {
     poke: Notify,
     outbox: tokio::sync::mpsc::Sender<pb::AgentMessage>,
     clients: std::sync::Mutex<HashMap<String, AgentIngestClient<Channel>>>,
+    /// Mutual TLS to other agents, when on.
+    tls: crate::members::Tls,
 }
 
 impl Handoff {
@@ -54,6 +56,7 @@ impl Handoff {
         state: AgentState,
         dispatcher: Dispatcher,
         outbox: tokio::sync::mpsc::Sender<pb::AgentMessage>,
+        tls: crate::members::Tls,
     ) -> Arc<Self> {
         Arc::new(Handoff {
             agent_id,
@@ -63,6 +66,7 @@ impl Handoff {
             outbox,
             poke: Notify::new(),
             clients: Default::default(),
+            tls,
         })
     }
 
@@ -90,7 +94,12 @@ impl Handoff {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        let ch = match &self.tls {
+            Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+                .tls_config(tls.client())?,
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+        };
+        let ch = ch
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
             .connect_lazy();

@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod members;
 pub mod membership;
 pub mod metrics;
 pub mod query;

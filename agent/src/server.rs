@@ -35,6 +35,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     // reqwest is built without a bundled TLS provider; use ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster_tls = cluster_tls(&config)?;
     std::fs::create_dir_all(&config.data_dir)?;
     let agent_id = agent_id(&config.data_dir)?;
     let store = Store::open_with_segment_bytes(&config.data_dir, config.store_segment_mib << 20)?;
@@ -103,6 +104,7 @@ pub async fn run(
         state.clone(),
         dispatcher.clone(),
         outbox.clone(),
+        cluster_tls.clone(),
     );
     tokio::spawn(handoff.clone().run(cancel.clone()));
     tokio::spawn(drain_on_shutdown(
@@ -124,7 +126,7 @@ pub async fn run(
         handoff,
         heartbeat: Duration::from_secs(5),
         api_key: config.api_key.clone(),
-        tls: control_plane_tls(&config)?,
+        tls: control_plane_tls(&config, cluster_tls.as_deref())?,
         connected,
         outbox: tokio::sync::Mutex::new(outbox_rx),
     };
@@ -170,8 +172,13 @@ pub async fn run(
         dispatcher,
         outbox,
     };
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &cluster_tls {
+        server = server.tls_config(tls.server(None))?;
+    }
+    server
         .tcp_nodelay(true)
+        .layer(crate::members::MembersOnly::new(cluster_tls.is_some()))
         .add_service(
             // A publish's share can exceed tonic's 4 MiB default: a large
             // payload fanned out to many endpoints (the control plane sends
@@ -294,16 +301,38 @@ async fn drain_on_shutdown(
     cancel.cancel();
 }
 
-/// TLS to `https://` control planes: the CA file given, or the system's
-/// roots.
-fn control_plane_tls(config: &Config) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
-    let tls = tonic::transport::ClientTlsConfig::new();
+/// TLS to `https://` control planes: the CA file given, else the cluster
+/// CA, else the system's roots; with cluster TLS, the agent presents its
+/// certificate.
+fn control_plane_tls(
+    config: &Config,
+    cluster: Option<&herald_proto::serving::ClusterTls>,
+) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    let tls = match cluster {
+        Some(c) => c.client(),
+        None => tonic::transport::ClientTlsConfig::new(),
+    };
     Ok(match &config.control_plane_ca {
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
             tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
         }
+        None if cluster.is_some() => tls,
         None => tls.with_native_roots(),
     })
+}
+
+/// The cluster TLS settings, when `--cluster-cert` is given.
+fn cluster_tls(config: &Config) -> anyhow::Result<crate::members::Tls> {
+    let (Some(cert), Some(key), Some(ca)) = (
+        &config.cluster_cert,
+        &config.cluster_key,
+        &config.cluster_ca,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(std::sync::Arc::new(
+        herald_proto::serving::ClusterTls::load(cert, key, ca)?,
+    )))
 }

@@ -7,6 +7,7 @@ mod api_key;
 mod cluster;
 mod connect;
 mod delivery;
+mod dev_certs;
 mod endpoint;
 mod event_type;
 mod output;
@@ -69,6 +70,8 @@ enum Command {
     /// Manage API keys (needs an admin key).
     #[command(subcommand)]
     ApiKey(api_key::Cmd),
+    /// Make a private CA and certificates for loopback (development).
+    DevCerts(dev_certs::DevCertsArgs),
     /// Run a sample webhook receiver that verifies signatures.
     Receiver(receiver::ReceiverArgs),
 }
@@ -98,6 +101,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Cluster(cmd) => cluster::run(channel()?, out, cmd).await,
         Command::Publish(args) => publish::run(channel()?, out, args).await,
         Command::ApiKey(cmd) => api_key::run(channel()?, out, cmd).await,
+        Command::DevCerts(args) => dev_certs::run(args),
         Command::Receiver(args) => receiver::run(args).await,
     }
 }

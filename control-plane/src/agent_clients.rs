@@ -19,16 +19,33 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct AgentClients {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Mutual TLS to agents, when cluster TLS is on.
+    tls: Option<herald_proto::serving::ClusterTls>,
 }
 
 impl AgentClients {
+    /// Clients that reach agents over mutual TLS when `tls` is given.
+    pub fn new(tls: Option<herald_proto::serving::ClusterTls>) -> Self {
+        AgentClients {
+            channels: Mutex::default(),
+            tls,
+        }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::Unavailable(format!("bad agent address {addr}: {e}")))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let bad = |e: tonic::transport::Error| {
+            Error::Unavailable(format!("bad agent address {addr}: {e}"))
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.client()).map_err(bad)?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)

@@ -67,6 +67,19 @@ pub struct Config {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// This control plane's PEM certificate from the cluster CA: with
+    /// `--cluster-key` and `--cluster-ca`, cluster traffic is mutual TLS:
+    /// it presents the certificate to agents, and agents' control streams
+    /// must present theirs. The API then speaks TLS (with `--tls-cert`, or
+    /// this certificate).
+    #[arg(long, env = "HERALD_CLUSTER_CERT", requires_all = ["cluster_key", "cluster_ca"])]
+    pub cluster_cert: Option<std::path::PathBuf>,
+    /// The private key of `--cluster-cert`.
+    #[arg(long, env = "HERALD_CLUSTER_KEY", requires = "cluster_cert")]
+    pub cluster_key: Option<std::path::PathBuf>,
+    /// The cluster CA (PEM).
+    #[arg(long, env = "HERALD_CLUSTER_CA", requires = "cluster_cert")]
+    pub cluster_ca: Option<std::path::PathBuf>,
     /// Do not serve gRPC reflection.
     #[arg(long, env = "HERALD_NO_REFLECTION")]
     pub no_reflection: bool,

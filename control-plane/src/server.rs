@@ -29,6 +29,8 @@ pub async fn run(
     cancel: CancellationToken,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    // Certificates first: a bad path fails at once, before anything starts.
+    let cluster_tls = cluster_tls(&config)?;
     let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
     let store = Store::new(client, &config.etcd_prefix);
     bootstrap_access(&store, &config).await?;
@@ -66,7 +68,7 @@ pub async fn run(
         anyhow::bail!("could not load config from etcd within 30 s");
     }
 
-    let clients = Arc::new(AgentClients::default());
+    let clients = Arc::new(AgentClients::new(cluster_tls.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(crate::health::run(store.client(), health, cancel.clone()));
     if let Some(listen) = config.metrics_listen {
@@ -83,14 +85,18 @@ pub async fn run(
     let reflection = (!config.no_reflection)
         .then(herald_proto::serving::reflection)
         .transpose()?;
-    let access = crate::access::layer::AccessLayer::new(view.clone(), !config.insecure_no_auth);
+    let access = crate::access::layer::AccessLayer::new(
+        view.clone(),
+        !config.insecure_no_auth,
+        cluster_tls.is_some(),
+    );
     let router = Router::new(
         view.clone(),
         clients.clone(),
         Duration::from_millis(config.publish_retry_ms),
     );
     let log = DeliveryLog::new(view.clone(), clients);
-    let tls = server_tls(&config)?;
+    let tls = server_tls(&config, cluster_tls.as_ref())?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let api = Api::new(Parts {
@@ -159,17 +165,41 @@ async fn bootstrap_access(store: &Store, config: &Config) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The TLS configuration of the gRPC API, when `--tls-cert` and
-/// `--tls-key` are given.
-fn server_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
-        return Ok(None);
-    };
+/// The TLS configuration of the gRPC API: `--tls-cert` and `--tls-key`
+/// when given; with cluster TLS, client certificates from the cluster CA
+/// are checked too (agents' control streams), and the API speaks TLS even
+/// without `--tls-cert` (with the cluster certificate).
+fn server_tls(
+    config: &Config,
+    cluster: Option<&herald_proto::serving::ClusterTls>,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
     };
-    let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-    Ok(Some(
-        tonic::transport::ServerTlsConfig::new().identity(identity),
-    ))
+    let public = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tonic::transport::Identity::from_pem(
+            read(cert)?,
+            read(key)?,
+        )),
+        _ => None,
+    };
+    Ok(match (cluster, public) {
+        (Some(c), public) => Some(c.server(public)),
+        (None, Some(identity)) => Some(tonic::transport::ServerTlsConfig::new().identity(identity)),
+        (None, None) => None,
+    })
+}
+
+/// The cluster TLS settings, when `--cluster-cert` is given.
+fn cluster_tls(config: &Config) -> anyhow::Result<Option<herald_proto::serving::ClusterTls>> {
+    let (Some(cert), Some(key), Some(ca)) = (
+        &config.cluster_cert,
+        &config.cluster_key,
+        &config.cluster_ca,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(herald_proto::serving::ClusterTls::load(
+        cert, key, ca,
+    )?))
 }

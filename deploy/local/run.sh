@@ -51,24 +51,32 @@ done
 echo "etcd            $etcd_url"
 
 export HERALD_ETCD_ENDPOINTS=$etcd_url RUST_LOG=${RUST_LOG:-info}
-# Access control is on: the first admin key is made in etcd by a one-shot
-# command, then used by the agent (for its control stream) and the CLI.
+herald=$bin/herald
+# As a deployment runs: cluster traffic is mutual TLS with certificates
+# from a cluster CA (made here for loopback), the API speaks TLS, and
+# access control is on: the first admin key is made in etcd by a one-shot
+# command, then used by the CLI.
+$herald dev-certs --out "$work/certs" >/dev/null
+export HERALD_CA_FILE=$work/certs/ca.pem
 HERALD_API_KEY=$("$bin/herald-control-plane" --create-admin-key)
 export HERALD_API_KEY
 echo "admin API key   $HERALD_API_KEY"
-"$bin/herald-control-plane" --listen 127.0.0.1:0 --allow-http >"$work/cp.log" 2>&1 &
+HERALD_CLUSTER_CA=$work/certs/ca.pem \
+  HERALD_CLUSTER_CERT=$work/certs/control-plane.pem HERALD_CLUSTER_KEY=$work/certs/control-plane.key \
+  "$bin/herald-control-plane" --listen 127.0.0.1:0 --allow-http >"$work/cp.log" 2>&1 &
 pids+=($!)
 cp_addr=$(wait_line "$work/cp.log" "herald-control-plane listening on ")
-export HERALD_SERVER="http://$cp_addr"
+export HERALD_SERVER="https://$cp_addr"
 echo "control plane   $HERALD_SERVER   (log: $work/cp.log)"
 
-"$bin/herald-agent" --listen 127.0.0.1:0 --data-dir "$work/agent" --control-plane "$HERALD_SERVER" \
+HERALD_CLUSTER_CA=$work/certs/ca.pem \
+  HERALD_CLUSTER_CERT=$work/certs/agent.pem HERALD_CLUSTER_KEY=$work/certs/agent.key \
+  env -u HERALD_API_KEY "$bin/herald-agent" --listen 127.0.0.1:0 --data-dir "$work/agent" --control-plane "$HERALD_SERVER" \
   --allow-http --allow-cidr 127.0.0.0/8 >"$work/agent.log" 2>&1 &
 pids+=($!)
 agent_addr=$(wait_line "$work/agent.log" "herald-agent listening on ")
 echo "agent           $agent_addr   (log: $work/agent.log)"
 
-herald=$bin/herald
 $herald event-type create --name invoice.activated --group invoice --description "An invoice became active" >/dev/null
 $herald tenant create --id acme --name "Acme Corp" >/dev/null
 recv_port=$(free_port)
@@ -105,7 +113,7 @@ $herald cluster show
 if $keep; then
   echo
   echo "Herald is running. In another shell:"
-  echo "  export HERALD_SERVER=$HERALD_SERVER HERALD_API_KEY=$HERALD_API_KEY"
+  echo "  export HERALD_SERVER=$HERALD_SERVER HERALD_API_KEY=$HERALD_API_KEY HERALD_CA_FILE=$HERALD_CA_FILE"
   echo "  $bin/herald publish --tenant acme --type invoice.activated --data '{\"invoice\":\"in_43\"}'"
   echo "  tail -f $work/receiver.log"
   echo "  $bin/herald delivery list --tenant acme"

@@ -49,3 +49,75 @@ pub async fn report_health<P, F>(
         _ = looping => {}
     }
 }
+
+/// Mutual TLS among cluster members (control planes and agents): each
+/// holds a certificate the cluster CA signed, presents it when it calls
+/// another member, and checks the other side's against the CA.
+#[derive(Clone)]
+pub struct ClusterTls {
+    identity: tonic::transport::Identity,
+    ca: tonic::transport::Certificate,
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterTls(<certificates>)")
+    }
+}
+
+impl ClusterTls {
+    /// Reads the member's PEM certificate and key and the cluster CA.
+    pub fn load(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> std::io::Result<ClusterTls> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("reading {}: {e}", p.display())))
+        };
+        Ok(ClusterTls {
+            identity: tonic::transport::Identity::from_pem(read(cert)?, read(key)?),
+            ca: tonic::transport::Certificate::from_pem(read(ca)?),
+        })
+    }
+
+    /// A listener's TLS: `identity` (the member's own when None), and
+    /// client certificates checked against the cluster CA. A client may
+    /// present none (health probes, public API clients); member-only
+    /// services then refuse it ([`is_member`]).
+    pub fn server(
+        &self,
+        identity: Option<tonic::transport::Identity>,
+    ) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(identity.unwrap_or_else(|| self.identity.clone()))
+            .client_ca_root(self.ca.clone())
+            .client_auth_optional(true)
+    }
+
+    /// A member calling another: the cluster CA, and its own certificate.
+    pub fn client(&self) -> tonic::transport::ClientTlsConfig {
+        tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+    }
+
+    /// The CA, for a client that verifies a member without presenting a
+    /// certificate.
+    pub fn ca(&self) -> tonic::transport::Certificate {
+        self.ca.clone()
+    }
+}
+
+/// Whether a call came over TLS with a client certificate. The listener
+/// verified it against the cluster CA during the handshake ([`ClusterTls::server`]),
+/// so a certificate here is a member's.
+pub fn is_member(
+    info: Option<
+        &tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>,
+    >,
+) -> bool {
+    info.and_then(|i| i.peer_certs())
+        .is_some_and(|c| !c.is_empty())
+}

@@ -22,13 +22,22 @@ pub struct Principal {
 impl Principal {
     /// A principal that may do everything: authentication is off.
     pub fn unauthenticated() -> Self {
+        Self::keyless("none", "authentication off", Scope::Admin)
+    }
+
+    /// A cluster member, known by its certificate.
+    pub fn member() -> Self {
+        Self::keyless("member", "cluster certificate", Scope::ClusterAgent)
+    }
+
+    fn keyless(id: &str, name: &str, scope: Scope) -> Self {
         Principal {
-            key_id: "none".into(),
+            key_id: id.into(),
             key: Arc::new(ApiKeyRecord {
                 version: super::record::VERSION,
-                id: "none".into(),
-                name: "authentication off".into(),
-                scopes: vec![Scope::Admin],
+                id: id.into(),
+                name: name.into(),
+                scopes: vec![scope],
                 tenants: Vec::new(),
                 expires_at_ms: 0,
                 created_at_ms: 0,
@@ -63,6 +72,8 @@ pub enum Refusal {
     Unreadable,
     /// No rule: the path is not an RPC of ours.
     NoRule(String),
+    /// A member-only call without a cluster certificate.
+    NotMember,
 }
 
 impl Refusal {
@@ -78,6 +89,7 @@ impl Refusal {
             Refusal::HiddenTenant(_) | Refusal::ForeignTenant(_) => "tenant",
             Refusal::Unreadable => "unreadable",
             Refusal::NoRule(_) => "no_rule",
+            Refusal::NotMember => "not_member",
         }
     }
 
@@ -115,6 +127,11 @@ impl Refusal {
                 "the request could not be decoded".to_string(),
             ),
             Refusal::NoRule(p) => (Code::Unimplemented, format!("no such method {p}")),
+            Refusal::NotMember => (
+                Code::Unauthenticated,
+                "only cluster members may call this: present a certificate from the cluster CA"
+                    .to_string(),
+            ),
         };
         Status::new(code, text)
     }

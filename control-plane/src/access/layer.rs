@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use tonic::body::Body;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::decide::{self, Principal, Refusal};
 use super::rules::{self, Rule, TenantArg};
@@ -29,14 +30,21 @@ pub struct AccessLayer {
 struct State {
     view: ViewHandle,
     enabled: bool,
+    members_by_certificate: bool,
 }
 
 impl AccessLayer {
     /// Checks keys against `view`'s; with `enabled` false, lets every call
-    /// through as admin (development only).
-    pub fn new(view: ViewHandle, enabled: bool) -> Self {
+    /// through as admin (development only). With
+    /// `members_by_certificate` (cluster TLS on), the calls of scope
+    /// `cluster:agent` need a cluster certificate instead of a key.
+    pub fn new(view: ViewHandle, enabled: bool, members_by_certificate: bool) -> Self {
         AccessLayer {
-            state: Arc::new(State { view, enabled }),
+            state: Arc::new(State {
+                view,
+                enabled,
+                members_by_certificate,
+            }),
         }
     }
 }
@@ -95,15 +103,29 @@ where
 impl State {
     /// The request, with its [`Principal`], when the call may proceed.
     async fn admit(&self, mut req: http::Request<Body>) -> Result<http::Request<Body>, Refusal> {
+        let path = req.uri().path();
+        let rule = rules::find(path);
+        // Cluster members prove who they are by certificate, whether or
+        // not keys are checked.
+        if self.members_by_certificate
+            && let Some(rule) = rule
+            && rule.scope == super::Scope::ClusterAgent
+        {
+            let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+            if !herald_proto::serving::is_member(info) {
+                return Err(Refusal::NotMember);
+            }
+            req.extensions_mut().insert(Principal::member());
+            return Ok(req);
+        }
         if !self.enabled {
             req.extensions_mut().insert(Principal::unauthenticated());
             return Ok(req);
         }
-        let path = req.uri().path();
         if rules::is_open(path) {
             return Ok(req);
         }
-        let rule = rules::find(path).ok_or_else(|| Refusal::NoRule(path.to_string()))?;
+        let rule = rule.ok_or_else(|| Refusal::NoRule(path.to_string()))?;
         let header = match req.headers().get(http::header::AUTHORIZATION) {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| Refusal::Malformed)?),
