@@ -80,6 +80,20 @@ pub struct Config {
     /// The cluster CA (PEM).
     #[arg(long, env = "HERALD_CLUSTER_CA", requires = "cluster_cert")]
     pub cluster_ca: Option<std::path::PathBuf>,
+    /// Key file sealing endpoint secrets in etcd: lines of
+    /// `<id>:<base64 of 32 bytes>`, the current key first, older ones
+    /// after (they only open). Without it, secrets are stored in clear.
+    #[arg(long, env = "HERALD_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<std::path::PathBuf>,
+    /// Print a new key line for `--secrets-key-file` with this id, and
+    /// exit.
+    #[arg(long, value_name = "ID")]
+    pub new_secrets_key: Option<String>,
+    /// Rewrite every endpoint's secrets under the current key of
+    /// `--secrets-key-file` (after adding a new key first in the file), and
+    /// exit. Safe while Herald runs: each record is compare-and-put.
+    #[arg(long, requires = "secrets_key_file")]
+    pub reseal_secrets: bool,
     /// Do not serve gRPC reflection.
     #[arg(long, env = "HERALD_NO_REFLECTION")]
     pub no_reflection: bool,

@@ -14,6 +14,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod router;
+pub mod sealing;
 pub mod server;
 pub mod slots;
 pub mod store;

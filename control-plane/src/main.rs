@@ -13,6 +13,18 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     // Kept until main returns, so buffered spans are flushed on the way out.
     let _telemetry = herald_shared::telemetry::init("herald-control-plane", &config.log_format);
+    if let Some(id) = &config.new_secrets_key {
+        println!(
+            "{}",
+            herald_control_plane::sealing::KeyRing::new_key_line(id)
+        );
+        return Ok(());
+    }
+    if config.reseal_secrets {
+        let n = server::reseal(&config).await?;
+        println!("resealed {n} endpoint records");
+        return Ok(());
+    }
     if config.create_admin_key {
         let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
         let store = herald_control_plane::store::Store::new(client, &config.etcd_prefix);

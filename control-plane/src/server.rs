@@ -31,8 +31,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Certificates first: a bad path fails at once, before anything starts.
     let cluster_tls = cluster_tls(&config)?;
+    let ring = key_ring(&config)?;
     let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
-    let store = Store::new(client, &config.etcd_prefix);
+    let store = Store::new(client, &config.etcd_prefix).with_ring(ring);
     bootstrap_access(&store, &config).await?;
     let view = ViewHandle::new();
     let slots_changed = Arc::new(Notify::new());
@@ -202,4 +203,52 @@ fn cluster_tls(config: &Config) -> anyhow::Result<Option<herald_proto::serving::
     Ok(Some(herald_proto::serving::ClusterTls::load(
         cert, key, ca,
     )?))
+}
+
+/// The key ring of `--secrets-key-file`; a warning when there is none.
+pub fn key_ring(config: &Config) -> anyhow::Result<Option<Arc<crate::sealing::KeyRing>>> {
+    let Some(path) = &config.secrets_key_file else {
+        tracing::warn!(
+            "endpoint secrets are stored in clear in etcd: pass --secrets-key-file to seal them"
+        );
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let ring = crate::sealing::KeyRing::parse(&text)?;
+    tracing::info!(key = ring.current_id(), "endpoint secrets sealed in etcd");
+    Ok(Some(Arc::new(ring)))
+}
+
+/// Rewrites every endpoint record under the current key; how many.
+pub async fn reseal(config: &Config) -> anyhow::Result<usize> {
+    let ring = key_ring(config)?;
+    let client = etcd_client::Client::connect(&config.etcd_endpoints, None).await?;
+    let store = Store::new(client, &config.etcd_prefix).with_ring(ring);
+    let mut done = 0;
+    for entry in store
+        .list::<herald_shared::model::EndpointRecord>(crate::store::keys::ENDPOINTS)
+        .await?
+    {
+        let rel = format!(
+            "{}{}/{}",
+            crate::store::keys::ENDPOINTS,
+            entry.value.tenant_id,
+            entry.value.id
+        );
+        let (mut value, mut revision) = (entry.value, entry.revision);
+        // A write in between (an update, an auto-disable) moves the
+        // revision: read again and retry, so nothing is lost.
+        while !store.compare_and_put(&rel, &value, revision).await? {
+            let Some(now) = store
+                .get::<herald_shared::model::EndpointRecord>(&rel)
+                .await?
+            else {
+                break; // deleted meanwhile
+            };
+            (value, revision) = (now.value, now.revision);
+        }
+        done += 1;
+    }
+    Ok(done)
 }

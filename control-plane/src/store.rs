@@ -8,12 +8,16 @@ use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, Tx
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
+use crate::sealing::{KeyRing, Stored};
 
 /// Handle to the etcd keyspace of one Herald cluster. Cheap to clone.
+/// Records pass through [`Stored`] on the way in and out: with a key ring,
+/// their secrets are sealed in etcd.
 #[derive(Clone)]
 pub struct Store {
     client: Client,
     prefix: String,
+    ring: Option<std::sync::Arc<KeyRing>>,
 }
 
 /// What lives where, relative to the prefix.
@@ -48,7 +52,41 @@ impl Store {
     pub fn new(client: Client, prefix: &str) -> Self {
         let mut prefix = prefix.trim_end_matches('/').to_string();
         prefix.push('/');
-        Store { client, prefix }
+        Store {
+            client,
+            prefix,
+            ring: None,
+        }
+    }
+
+    /// Seals secrets with `ring` from now on (and opens them with it).
+    pub fn with_ring(mut self, ring: Option<std::sync::Arc<KeyRing>>) -> Self {
+        self.ring = ring;
+        self
+    }
+
+    /// A record as written to etcd: its secrets sealed when there is a ring.
+    pub fn encode<T: Serialize + Stored + Clone>(&self, value: &T) -> Vec<u8> {
+        match &self.ring {
+            Some(ring) => {
+                let mut sealed = value.clone();
+                sealed.seal(ring);
+                encode(&sealed)
+            }
+            None => encode(value),
+        }
+    }
+
+    /// A record read from etcd at `key`, its secrets opened.
+    pub fn decode<T: DeserializeOwned + Stored>(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        let mut value: T = decode(key, bytes)?;
+        value
+            .open(self.ring.as_deref())
+            .map_err(|e| Error::Corrupt {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(value)
     }
 
     /// The key prefix, ending with `/`.
@@ -67,13 +105,16 @@ impl Store {
     }
 
     /// Reads one record.
-    pub async fn get<T: DeserializeOwned>(&self, rel: &str) -> Result<Option<Versioned<T>>> {
+    pub async fn get<T: DeserializeOwned + Stored>(
+        &self,
+        rel: &str,
+    ) -> Result<Option<Versioned<T>>> {
         let key = self.key(rel);
         let resp = self.client.kv_client().get(key.as_str(), None).await?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some(Versioned {
-                value: decode(&key, kv.value())?,
+                value: self.decode(&key, kv.value())?,
                 revision: kv.mod_revision(),
             })),
         }
@@ -81,7 +122,7 @@ impl Store {
 
     /// Rewrites a record kept under a lease (an agent's registration),
     /// keeping the lease; false if it is gone or changed meanwhile.
-    pub async fn update_leased<T: Serialize + DeserializeOwned>(
+    pub async fn update_leased<T: Serialize + DeserializeOwned + Stored + Clone>(
         &self,
         rel: &str,
         f: impl FnOnce(&mut T),
@@ -91,7 +132,7 @@ impl Store {
         let Some(kv) = resp.kvs().first() else {
             return Ok(false);
         };
-        let mut value: T = decode(&key, kv.value())?;
+        let mut value: T = self.decode(&key, kv.value())?;
         f(&mut value);
         let txn = Txn::new()
             .when([Compare::mod_revision(
@@ -101,14 +142,17 @@ impl Store {
             )])
             .and_then([TxnOp::put(
                 key.as_str(),
-                encode(&value),
+                self.encode(&value),
                 Some(etcd_client::PutOptions::new().with_lease(kv.lease())),
             )]);
         Ok(self.client.kv_client().txn(txn).await?.succeeded())
     }
 
     /// Reads every record under a relative prefix, in key order.
-    pub async fn list<T: DeserializeOwned>(&self, rel_prefix: &str) -> Result<Vec<Versioned<T>>> {
+    pub async fn list<T: DeserializeOwned + Stored>(
+        &self,
+        rel_prefix: &str,
+    ) -> Result<Vec<Versioned<T>>> {
         let key = self.key(rel_prefix);
         let resp = self
             .client
@@ -119,7 +163,7 @@ impl Store {
             .iter()
             .map(|kv| {
                 Ok(Versioned {
-                    value: decode(&String::from_utf8_lossy(kv.key()), kv.value())?,
+                    value: self.decode(&String::from_utf8_lossy(kv.key()), kv.value())?,
                     revision: kv.mod_revision(),
                 })
             })
@@ -129,7 +173,7 @@ impl Store {
     /// Writes `value` at `rel` only if the key is absent, and, when
     /// `requires` is given, only if that other key exists. Returns the new
     /// revision, or which precondition failed.
-    pub async fn create<T: Serialize>(
+    pub async fn create<T: Serialize + Stored + Clone>(
         &self,
         rel: &str,
         value: &T,
@@ -142,7 +186,7 @@ impl Store {
         }
         let txn = Txn::new()
             .when(cmp)
-            .and_then([TxnOp::put(key.as_str(), encode(value), None)])
+            .and_then([TxnOp::put(key.as_str(), self.encode(value), None)])
             .or_else([TxnOp::get(
                 key.as_str(),
                 Some(GetOptions::new().with_count_only()),
@@ -171,7 +215,7 @@ impl Store {
     /// Replaces the record at `rel` only if its revision is still
     /// `expected`. Returns the new revision; `Ok(None)` when the key is gone
     /// or changed (the caller reads again to say which).
-    pub async fn update<T: Serialize>(
+    pub async fn update<T: Serialize + Stored + Clone>(
         &self,
         rel: &str,
         value: &T,
@@ -184,7 +228,7 @@ impl Store {
                 CompareOp::Equal,
                 expected,
             )])
-            .and_then([TxnOp::put(key.as_str(), encode(value), None)]);
+            .and_then([TxnOp::put(key.as_str(), self.encode(value), None)]);
         let resp = self.client.kv_client().txn(txn).await?;
         Ok(resp.succeeded().then(|| header_revision(resp.header())))
     }
@@ -225,7 +269,7 @@ impl Store {
 
     /// Writes `value` at `rel` if the key's revision is still `expected`
     /// (0: the key must be absent). Returns whether it was written.
-    pub async fn compare_and_put<T: Serialize>(
+    pub async fn compare_and_put<T: Serialize + Stored + Clone>(
         &self,
         rel: &str,
         value: &T,
@@ -237,9 +281,10 @@ impl Store {
         } else {
             Compare::mod_revision(key.as_str(), CompareOp::Equal, expected)
         };
-        let txn = Txn::new()
-            .when([cmp])
-            .and_then([TxnOp::put(key.as_str(), encode(value), None)]);
+        let txn =
+            Txn::new()
+                .when([cmp])
+                .and_then([TxnOp::put(key.as_str(), self.encode(value), None)]);
         Ok(self.client.kv_client().txn(txn).await?.succeeded())
     }
 }

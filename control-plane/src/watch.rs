@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::store::{Store, decode, keys};
+use crate::store::{Store, keys};
 use crate::view::{Change, View, ViewHandle, endpoint_entry};
 
 /// Runs until `cancel` fires. `slots_changed` is poked whenever the agent
@@ -51,7 +51,7 @@ async fn sync(store: &Store, view: &ViewHandle, slots_changed: &Notify) -> Resul
     for kv in resp.kvs() {
         let key = String::from_utf8_lossy(kv.key());
         if let Some(rel) = key.strip_prefix(&prefix) {
-            apply_put(&mut fresh, rel, kv.value(), kv.mod_revision());
+            apply_put(store, &mut fresh, rel, kv.value(), kv.mod_revision());
         }
     }
     view.replace(fresh);
@@ -88,7 +88,7 @@ async fn sync(store: &Store, view: &ViewHandle, slots_changed: &Notify) -> Resul
                 };
                 poke_slots |= rel.starts_with(keys::AGENTS) || rel == keys::SLOT_MAP;
                 let change = match ev.event_type() {
-                    EventType::Put => apply_put(v, rel, kv.value(), kv.mod_revision()),
+                    EventType::Put => apply_put(store, v, rel, kv.value(), kv.mod_revision()),
                     EventType::Delete => apply_delete(v, rel),
                 };
                 changes.extend(change);
@@ -103,16 +103,22 @@ async fn sync(store: &Store, view: &ViewHandle, slots_changed: &Notify) -> Resul
 }
 
 /// Applies one put to the view; returns the change agents must hear of.
-fn apply_put(v: &mut View, rel: &str, value: &[u8], revision: i64) -> Option<Change> {
+fn apply_put(
+    store: &Store,
+    v: &mut View,
+    rel: &str,
+    value: &[u8],
+    revision: i64,
+) -> Option<Change> {
     if let Some(name) = rel.strip_prefix(keys::EVENT_TYPES) {
-        let rec = decode_logged(rel, value)?;
+        let rec = decode_logged(store, rel, value)?;
         v.event_types.insert(name.to_string(), rec);
     } else if let Some(id) = rel.strip_prefix(keys::TENANTS) {
-        let rec = decode_logged(rel, value)?;
+        let rec = decode_logged(store, rel, value)?;
         v.tenants.insert(id.to_string(), rec);
     } else if let Some(rest) = rel.strip_prefix(keys::ENDPOINTS) {
         let (tenant, id) = rest.split_once('/')?;
-        let rec: herald_shared::model::EndpointRecord = decode_logged(rel, value)?;
+        let rec: herald_shared::model::EndpointRecord = decode_logged(store, rel, value)?;
         if rec.id != id {
             tracing::warn!(
                 key = rel,
@@ -124,13 +130,13 @@ fn apply_put(v: &mut View, rel: &str, value: &[u8], revision: i64) -> Option<Cha
         v.put_endpoint(tenant, entry.clone());
         return Some(Change::EndpointPut(entry));
     } else if let Some(id) = rel.strip_prefix(keys::AGENTS) {
-        let rec = decode_logged(rel, value)?;
+        let rec = decode_logged(store, rel, value)?;
         v.agents.insert(id.to_string(), rec);
     } else if let Some(id) = rel.strip_prefix(keys::API_KEYS) {
-        let rec = decode_logged(rel, value)?;
+        let rec = decode_logged(store, rel, value)?;
         v.api_keys.insert(id.to_string(), Arc::new(rec));
     } else if rel == keys::SLOT_MAP {
-        let map: SlotMap = decode_logged(rel, value)?;
+        let map: SlotMap = decode_logged(store, rel, value)?;
         v.slot_map = Some((map, revision));
         return Some(Change::Resync);
     }
@@ -160,8 +166,13 @@ fn apply_delete(v: &mut View, rel: &str) -> Option<Change> {
     None
 }
 
-fn decode_logged<T: serde::de::DeserializeOwned>(rel: &str, value: &[u8]) -> Option<T> {
-    decode(rel, value)
+fn decode_logged<T: serde::de::DeserializeOwned + crate::sealing::Stored>(
+    store: &Store,
+    rel: &str,
+    value: &[u8],
+) -> Option<T> {
+    store
+        .decode(rel, value)
         .map_err(|e| tracing::warn!(key = rel, error = %e, "skipping undecodable record"))
         .ok()
 }

@@ -53,11 +53,14 @@ echo "etcd            $etcd_url"
 export HERALD_ETCD_ENDPOINTS=$etcd_url RUST_LOG=${RUST_LOG:-info}
 herald=$bin/herald
 # As a deployment runs: cluster traffic is mutual TLS with certificates
-# from a cluster CA (made here for loopback), the API speaks TLS, and
-# access control is on: the first admin key is made in etcd by a one-shot
-# command, then used by the CLI.
+# from a cluster CA (made here for loopback), the API speaks TLS, endpoint
+# secrets are sealed in etcd under a key from a file, and access control is
+# on: the first admin key is made in etcd by a one-shot command, then used
+# by the CLI.
 $herald dev-certs --out "$work/certs" >/dev/null
 export HERALD_CA_FILE=$work/certs/ca.pem
+"$bin/herald-control-plane" --new-secrets-key k1 >"$work/secrets.key"
+export HERALD_SECRETS_KEY_FILE=$work/secrets.key
 HERALD_API_KEY=$("$bin/herald-control-plane" --create-admin-key)
 export HERALD_API_KEY
 echo "admin API key   $HERALD_API_KEY"
