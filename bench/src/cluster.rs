@@ -20,6 +20,10 @@ const RUST_LOG: &str = "warn";
 /// When set, the control plane runs with `--insecure-no-auth`.
 pub static AUTH_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// When set, cluster traffic is mutual TLS and the API speaks TLS, with
+/// certificates made for the run.
+pub static TLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The tenant every benchmark endpoint belongs to.
 pub const TENANT: &str = "bench";
 
@@ -27,6 +31,10 @@ pub const TENANT: &str = "bench";
 pub struct Cluster {
     /// The agents (dropped first: field order).
     pub agents: Vec<Agent>,
+    /// Agents' environment (cluster certificates under `--tls`).
+    agent_env: Vec<(String, String)>,
+    /// The certificates of a `--tls` run (kept while it runs).
+    _pki: Option<herald_tests::pki::Pki>,
     /// The control plane.
     pub cp: ControlPlane,
     /// etcd.
@@ -44,24 +52,61 @@ pub struct Watched {
     pub pid: u32,
 }
 
+fn start_agent(etcd: &Etcd, cp: &ControlPlane, env: &[(String, String)]) -> anyhow::Result<Agent> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Agent::start_with_env(etcd, &[cp], &[], &env).context("start agent")
+}
+
 impl Cluster {
     /// Starts etcd, a control plane and `agents` agents on loopback.
     pub async fn start(agents: usize) -> anyhow::Result<Cluster> {
         let etcd = Etcd::start().context("start etcd")?;
-        let cp_args: &[&str] = if AUTH_OFF.load(Ordering::Relaxed) {
-            &["--insecure-no-auth"]
+        let mut cp_args: Vec<String> = Vec::new();
+        if AUTH_OFF.load(Ordering::Relaxed) {
+            cp_args.push("--insecure-no-auth".into());
+        }
+        let mut agent_env = vec![("RUST_LOG".to_string(), RUST_LOG.to_string())];
+        let (pki, cp, api) = if TLS.load(Ordering::Relaxed) {
+            let pki = herald_tests::pki::Pki::new("bench")?;
+            let member = pki.issue("member")?;
+            let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            let files = [path(&member.cert), path(&member.key), path(&pki.ca)];
+            for (flag, file) in ["--cluster-cert", "--cluster-key", "--cluster-ca"]
+                .iter()
+                .zip(&files)
+            {
+                cp_args.push(flag.to_string());
+                cp_args.push(file.clone());
+            }
+            for (var, file) in [
+                "HERALD_CLUSTER_CERT",
+                "HERALD_CLUSTER_KEY",
+                "HERALD_CLUSTER_CA",
+            ]
+            .iter()
+            .zip(&files)
+            {
+                agent_env.push((var.to_string(), file.clone()));
+            }
+            let args: Vec<&str> = cp_args.iter().map(String::as_str).collect();
+            let cp = ControlPlane::start_tls_with_log(&etcd, &member, &args, RUST_LOG)
+                .context("start control plane")?;
+            let api = Clients::connect_tls(&cp.url, Some(&cp.admin_key), &pki.ca).await?;
+            (Some(pki), cp, api)
         } else {
-            &[]
+            let args: Vec<&str> = cp_args.iter().map(String::as_str).collect();
+            let cp = ControlPlane::start_with_log(&etcd, &args, RUST_LOG)
+                .context("start control plane")?;
+            let api = cp.clients().await?;
+            (None, cp, api)
         };
-        let cp = ControlPlane::start_with_log(&etcd, cp_args, RUST_LOG)
-            .context("start control plane")?;
         let mut started = Vec::new();
         for _ in 0..agents.max(1) {
-            started
-                .push(Agent::start_with_log(&etcd, &[&cp], &[], RUST_LOG).context("start agent")?);
+            started.push(start_agent(&etcd, &cp, &agent_env)?);
         }
-        let api = cp.clients().await?;
         let mut cluster = Cluster {
+            agent_env,
+            _pki: pki,
             agents: started,
             cp,
             etcd,
@@ -73,8 +118,7 @@ impl Cluster {
 
     /// Starts one more agent (its slots then move to it).
     pub async fn add_agent(&mut self) -> anyhow::Result<()> {
-        let agent =
-            Agent::start_with_log(&self.etcd, &[&self.cp], &[], RUST_LOG).context("start agent")?;
+        let agent = start_agent(&self.etcd, &self.cp, &self.agent_env)?;
         self.agents.push(agent);
         Ok(())
     }

@@ -38,6 +38,10 @@ struct Cli {
     /// access control costs (publishers send the admin key either way).
     #[arg(long, global = true)]
     insecure_no_auth: bool,
+    /// Run with cluster mutual TLS and a TLS API (certificates made for the
+    /// run), as a deployment would.
+    #[arg(long, global = true)]
+    tls: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -168,6 +172,7 @@ impl Scenario {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     cluster::AUTH_OFF.store(cli.insecure_no_auth, std::sync::atomic::Ordering::Relaxed);
+    cluster::TLS.store(cli.tls, std::sync::atomic::Ordering::Relaxed);
     // reqwest is built without a default TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // On Ctrl-C the run is dropped, which kills every process it started.

@@ -199,11 +199,21 @@ impl ControlPlane {
         identity: &crate::pki::Issued,
         extra: &[&str],
     ) -> anyhow::Result<ControlPlane> {
+        Self::start_tls_with_log(etcd, identity, extra, "info,herald_control_plane=debug")
+    }
+
+    /// Like [`ControlPlane::start_tls`], logging at `rust_log`.
+    pub fn start_tls_with_log(
+        etcd: &Etcd,
+        identity: &crate::pki::Issued,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> anyhow::Result<ControlPlane> {
         let cert = identity.cert.to_string_lossy().into_owned();
         let key = identity.key.to_string_lossy().into_owned();
         let mut args = vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
         args.extend_from_slice(extra);
-        let mut cp = Self::spawn(etcd, &args, "info,herald_control_plane=debug", &[])?;
+        let mut cp = Self::spawn(etcd, &args, rust_log, &[])?;
         cp.url = cp.url.replacen("http://", "https://", 1);
         Ok(cp)
     }
