@@ -17,4 +17,7 @@ fi
 # A smoke pass of the load generator (300 events, 10 endpoints), so it never
 # rots; fails if an event is missing, duplicated or out of order. The full
 # scenarios are not tests: see BENCHMARKS.md.
-target/debug/herald-bench smoke
+# Ask cargo where it builds (CARGO_TARGET_DIR may point elsewhere).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+"$target_dir/debug/herald-bench" smoke

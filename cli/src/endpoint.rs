@@ -87,6 +87,28 @@ pub enum Cmd {
         #[arg(long, value_enum)]
         scheme: Option<Scheme>,
     },
+    /// Changes settings: each flag given replaces one; the others stay.
+    Update(Box<crate::endpoint_update::UpdateArgs>),
+    /// Turns an endpoint on (also after Herald disabled it); clears why it
+    /// was disabled.
+    Enable {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Turns an endpoint off; its events are dropped, or queued with
+    /// queue-while-disabled.
+    Disable {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id.
+        #[arg(long)]
+        id: String,
+    },
     /// Lists a tenant's endpoints.
     List {
         /// Tenant id.
@@ -225,7 +247,7 @@ impl DeliveryOpts {
 }
 
 /// Parses `user:password`.
-fn parse_basic(s: &str) -> Result<(String, String), String> {
+pub fn parse_basic(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
         _ => Err("expected user:password".into()),
@@ -428,6 +450,20 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
                 rows.push(vec!["jwt secret".into(), resp.jwt_secret]);
             }
             out.emit(&json, &["FIELD", "VALUE"], &rows);
+        }
+        Cmd::Update(args) => {
+            let ep = crate::endpoint_update::update(channel, *args).await?;
+            out.emit(&to_json(&ep), &["FIELD", "VALUE"], &detail_rows(&ep));
+        }
+        Cmd::Enable { tenant, id } => {
+            let ep =
+                crate::endpoint_update::modify(channel, &tenant, &id, |s| s.enabled = true).await?;
+            out.emit(&to_json(&ep), &["FIELD", "VALUE"], &detail_rows(&ep));
+        }
+        Cmd::Disable { tenant, id } => {
+            let ep = crate::endpoint_update::modify(channel, &tenant, &id, |s| s.enabled = false)
+                .await?;
+            out.emit(&to_json(&ep), &["FIELD", "VALUE"], &detail_rows(&ep));
         }
         Cmd::List { tenant } => {
             let req = ListEndpointsRequest { tenant_id: tenant };

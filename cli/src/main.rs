@@ -9,6 +9,7 @@ mod connect;
 mod delivery;
 mod dev_certs;
 mod endpoint;
+mod endpoint_update;
 mod event_type;
 mod output;
 mod publish;

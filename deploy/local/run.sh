@@ -11,7 +11,9 @@ keep=false
 
 deploy/local/install-deps.sh
 cargo build --workspace --bins --quiet
-bin=target/debug
+# Ask cargo where it builds (CARGO_TARGET_DIR may point elsewhere).
+bin=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 work=$(mktemp -d -t herald-local.XXXXXX)
 pids=()

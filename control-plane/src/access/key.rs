@@ -72,16 +72,26 @@ pub fn parse(text: &str) -> Option<(&str, &str)> {
 
 /// Hex SHA-256 of a secret, as stored.
 pub fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    String::from_utf8_lossy(&hex_digest(secret)).into_owned()
 }
 
 /// Whether `secret` hashes to `stored`, in time independent of where they
 /// differ.
 pub fn matches(secret: &str, stored: &str) -> bool {
-    hash(secret).as_bytes().ct_eq(stored.as_bytes()).into()
+    hex_digest(secret).ct_eq(stored.as_bytes()).into()
+}
+
+/// SHA-256 of `secret` in lowercase hex, without allocating: this runs on
+/// every call (`fmt`-based hex was most of a check's cost).
+fn hex_digest(secret: &str) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut out = [0u8; 64];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
 }
 
 #[cfg(test)]
