@@ -107,6 +107,7 @@ pub async fn run(
         log,
         replica_id,
         config,
+        stopping: cancel.clone(),
     });
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
@@ -115,7 +116,7 @@ pub async fn run(
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }
-    server
+    let serve = server
         .tcp_nodelay(true)
         .layer(access)
         .add_service(CatalogServiceServer::new(api.clone()))
@@ -132,11 +133,25 @@ pub async fn run(
         // binds, so set it here (Nagle added ~40 ms to small replies).
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            cancel.cancelled_owned(),
-        )
-        .await?;
+            cancel.clone().cancelled_owned(),
+        );
+    // On stop: health says NOT_SERVING, agent sessions end, in-flight calls
+    // finish; a call still running after the grace period does not hold the
+    // process (so a rolling update never ends in SIGKILL).
+    tokio::pin!(serve);
+    tokio::select! {
+        r = &mut serve => r?,
+        _ = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => tracing::warn!("stopping with calls still in flight after {STOP_GRACE:?}"),
+    }
+    tracing::info!("control plane stopped");
     Ok(())
 }
+
+/// How long a stopping control plane waits for in-flight calls.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Puts the bootstrap key in etcd (if given and absent), and warns when
 /// access control is off.

@@ -48,6 +48,10 @@ pub async fn report_health<P, F>(
         _ = stop => {}
         _ = looping => {}
     }
+    // Stopping: probes and load balancers stop sending calls here.
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
 }
 
 /// Mutual TLS among cluster members (control planes and agents): each

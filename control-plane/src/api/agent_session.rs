@@ -115,6 +115,9 @@ impl Api {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tx.closed() => return,
+                // This replica is stopping: end the stream, so the agent
+                // moves to another one.
+                _ = self.inner.stopping.cancelled() => return,
             };
             if sent.is_err() {
                 return;

@@ -33,6 +33,9 @@ pub struct Parts {
     pub replica_id: String,
     /// Flags.
     pub config: Config,
+    /// Fires when the replica stops: agent sessions end, so agents move to
+    /// another replica and the server can finish.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Implements every public service and the agent stream.
