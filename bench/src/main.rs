@@ -175,12 +175,27 @@ async fn main() -> ExitCode {
     cluster::TLS.store(cli.tls, std::sync::atomic::Ordering::Relaxed);
     // reqwest is built without a default TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // On Ctrl-C the run is dropped, which kills every process it started.
+    // On Ctrl-C or SIGTERM the run is dropped, which kills every process it
+    // started.
     tokio::select! {
         code = run(&cli) => code,
-        _ = tokio::signal::ctrl_c() => {
+        _ = stop_signal() => {
             eprintln!("herald-bench: interrupted");
             ExitCode::from(130)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
