@@ -20,6 +20,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:50051"
     )]
     pub control_plane: Vec<String>,
+    /// A TOML file of settings (keys are flag names); flags and environment
+    /// variables win over it.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// API key with scope `cluster:agent` (or `admin`) for the control
     /// stream, which carries endpoint configuration and secrets.
     #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]

@@ -1,6 +1,5 @@
 //! `herald-agent`: parses flags and runs the agent until SIGTERM or Ctrl-C.
 
-use clap::Parser;
 use herald_agent::{config::Config, server};
 use herald_shared::process;
 use tokio_util::sync::CancellationToken;
@@ -9,7 +8,7 @@ herald_shared::use_jemalloc!();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = herald_shared::config_file::parse(&["api_key"]);
     // Kept until main returns, so buffered spans are flushed on the way out.
     let _telemetry = herald_shared::telemetry::init("herald-agent", &config.log_format);
     let cancel = CancellationToken::new();

@@ -97,6 +97,13 @@ pub struct Config {
     /// Do not serve gRPC reflection.
     #[arg(long, env = "HERALD_NO_REFLECTION")]
     pub no_reflection: bool,
+    /// A TOML file of settings (keys are flag names); flags and environment
+    /// variables win over it.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

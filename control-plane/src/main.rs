@@ -1,7 +1,6 @@
 //! `herald-control-plane`: parses flags and runs the server until SIGTERM or
 //! Ctrl-C.
 
-use clap::Parser;
 use herald_control_plane::{config::Config, server};
 use herald_shared::process;
 use tokio_util::sync::CancellationToken;
@@ -10,7 +9,7 @@ herald_shared::use_jemalloc!();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = herald_shared::config_file::parse(&["bootstrap_key"]);
     // Kept until main returns, so buffered spans are flushed on the way out.
     let _telemetry = herald_shared::telemetry::init("herald-control-plane", &config.log_format);
     if let Some(id) = &config.new_secrets_key {

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "jemalloc")]
 pub mod alloc;
+#[cfg(feature = "process")]
+pub mod config_file;
 pub mod envelope;
 pub mod filter;
 pub mod ids;

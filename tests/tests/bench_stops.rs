@@ -32,7 +32,10 @@ struct KillOnDrop(Vec<u32>);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for p in &self.0 {
-            let _ = Command::new("kill").arg("-KILL").arg(p.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(p.to_string())
+                .status();
         }
     }
 }
