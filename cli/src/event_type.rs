@@ -4,8 +4,8 @@ use crate::connect::Ch;
 use anyhow::Result;
 use clap::Subcommand;
 use herald_proto::v1::{
-    ArchiveEventTypeRequest, CreateEventTypeRequest, EventType, ListEventTypesRequest,
-    catalog_service_client::CatalogServiceClient,
+    ArchiveEventTypeRequest, CreateEventTypeRequest, EventType, GetEventTypeRequest,
+    ListEventTypesRequest, UpdateEventTypeRequest, catalog_service_client::CatalogServiceClient,
 };
 use serde_json::{Value, json};
 
@@ -37,6 +37,31 @@ pub enum Cmd {
         /// Include archived types.
         #[arg(long)]
         include_archived: bool,
+    },
+    /// Shows one event type.
+    Get {
+        /// Event type name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Changes an event type's group, description, schema or example; the
+    /// others stay (the CLI handles the revision).
+    Update {
+        /// Event type name.
+        #[arg(long)]
+        name: String,
+        /// Group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// JSON Schema of the payload, as JSON text.
+        #[arg(long)]
+        schema_json: Option<String>,
+        /// Example payload as JSON text.
+        #[arg(long)]
+        example_json: Option<String>,
     },
     /// Archives an event type (publishing it is refused afterwards).
     Archive {
@@ -104,6 +129,46 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
             let json = Value::Array(types.iter().map(to_json).collect());
             let rows: Vec<_> = types.iter().map(row).collect();
             out.emit(&json, &HEADERS, &rows);
+        }
+        Cmd::Get { name } => {
+            let req = GetEventTypeRequest { name };
+            emit_one(out, &client.get_event_type(req).await?.into_inner());
+        }
+        Cmd::Update {
+            name,
+            group,
+            description,
+            schema_json,
+            example_json,
+        } => {
+            let mut last = None;
+            // Read, change, write at the revision read; again if another
+            // write came in between.
+            for _ in 0..5 {
+                let current = client
+                    .get_event_type(GetEventTypeRequest { name: name.clone() })
+                    .await?
+                    .into_inner();
+                let req = UpdateEventTypeRequest {
+                    name: name.clone(),
+                    group: group.clone().unwrap_or(current.group),
+                    description: description.clone().unwrap_or(current.description),
+                    schema_json: schema_json.clone().unwrap_or(current.schema_json),
+                    example_json: example_json.clone().unwrap_or(current.example_json),
+                    expected_revision: current.revision,
+                };
+                match client.update_event_type(req).await {
+                    Ok(t) => {
+                        emit_one(out, &t.into_inner());
+                        return Ok(());
+                    }
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => last = Some(s),
+                    Err(s) => return Err(s.into()),
+                }
+            }
+            return Err(last
+                .map(anyhow::Error::from)
+                .unwrap_or_else(|| anyhow::anyhow!("update lost every race")));
         }
         Cmd::Archive { name } => {
             let req = ArchiveEventTypeRequest { name };

@@ -13,6 +13,7 @@ mod endpoint_update;
 mod event_type;
 mod output;
 mod publish;
+mod publish_file;
 mod receiver;
 mod tenant;
 
@@ -71,6 +72,13 @@ enum Command {
     /// Manage API keys (needs an admin key).
     #[command(subcommand)]
     ApiKey(api_key::Cmd),
+    /// Print a shell completion script: `herald completion bash >
+    /// /etc/bash_completion.d/herald`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Make a private CA and certificates for loopback (development).
     DevCerts(dev_certs::DevCertsArgs),
     /// Run a sample webhook receiver that verifies signatures.
@@ -103,6 +111,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Publish(args) => publish::run(channel()?, out, args).await,
         Command::ApiKey(cmd) => api_key::run(channel()?, out, cmd).await,
         Command::DevCerts(args) => dev_certs::run(args),
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            // Into a buffer: clap_complete panics when stdout closes early.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "herald", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(())
+        }
         Command::Receiver(args) => receiver::run(args).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `herald publish`: publishes one event.
+//! `herald publish`: publishes one event, or every event of a JSON-lines
+//! file (or stdin) in batches of 100.
 
 use crate::connect::Ch;
 use anyhow::{Context, Result};
@@ -14,14 +15,20 @@ use crate::output::Format;
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// Tenant id.
-    #[arg(long)]
-    tenant: String,
+    #[arg(long, required_unless_present = "file")]
+    tenant: Option<String>,
     /// Event type name.
-    #[arg(long = "type")]
-    event_type: String,
+    #[arg(long = "type", required_unless_present = "file")]
+    event_type: Option<String>,
     /// The event's data: a JSON object.
-    #[arg(long)]
-    data: String,
+    #[arg(long, required_unless_present = "file")]
+    data: Option<String>,
+    /// Publish every line of this file ("-": stdin) instead, each a JSON
+    /// object `{"tenant", "type", "data", "idempotency_key", "resource":
+    /// {"type", "id"}, "actor": {"type", "id", "name"}, "skip_key",
+    /// "occurred_at_ms"}`, in order, 100 per call; progress on stderr.
+    #[arg(long, conflicts_with_all = ["tenant", "event_type", "data"])]
+    file: Option<std::path::PathBuf>,
     /// Idempotency key: the same (tenant, key) within 24 h is the same event.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -44,7 +51,11 @@ pub struct PublishArgs {
 
 /// Publishes the event and prints its id and the number of endpoints matched.
 pub async fn run(channel: Ch, out: Format, a: PublishArgs) -> Result<()> {
-    serde_json::from_str::<serde_json::Value>(&a.data).context("--data is not valid JSON")?;
+    if let Some(file) = &a.file {
+        return crate::publish_file::run(channel, out, file).await;
+    }
+    let data = a.data.unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&data).context("--data is not valid JSON")?;
     let resource = match (a.resource_type, a.resource_id) {
         (Some(r#type), Some(id)) => Some(Resource { r#type, id }),
         _ => None,
@@ -55,9 +66,9 @@ pub async fn run(channel: Ch, out: Format, a: PublishArgs) -> Result<()> {
         name: String::new(),
     });
     let req = PublishRequest {
-        tenant_id: a.tenant,
-        event_type: a.event_type,
-        payload_json: a.data,
+        tenant_id: a.tenant.unwrap_or_default(),
+        event_type: a.event_type.unwrap_or_default(),
+        payload_json: data,
         idempotency_key: a.idempotency_key.unwrap_or_default(),
         resource,
         actor,

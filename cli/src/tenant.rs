@@ -4,7 +4,7 @@ use crate::connect::Ch;
 use anyhow::Result;
 use clap::Subcommand;
 use herald_proto::v1::{
-    CreateTenantRequest, DeleteTenantRequest, ListTenantsRequest, Tenant,
+    CreateTenantRequest, DeleteTenantRequest, GetTenantRequest, ListTenantsRequest, Tenant,
     tenant_service_client::TenantServiceClient,
 };
 use serde_json::{Value, json};
@@ -22,6 +22,12 @@ pub enum Cmd {
         /// Display name.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Shows one tenant.
+    Get {
+        /// Tenant id.
+        #[arg(long)]
+        id: String,
     },
     /// Lists tenants.
     List,
@@ -58,6 +64,13 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
                     id,
                     name: name.unwrap_or_default(),
                 })
+                .await?
+                .into_inner();
+            out.emit(&to_json(&t), &HEADERS, &[row(&t)]);
+        }
+        Cmd::Get { id } => {
+            let t = client
+                .get_tenant(GetTenantRequest { id })
                 .await?
                 .into_inner();
             out.emit(&to_json(&t), &HEADERS, &[row(&t)]);

@@ -171,3 +171,99 @@ async fn endpoint_update_enable_and_disable() -> anyhow::Result<()> {
     assert!(!ok && err.contains("NOT_FOUND"), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_tenant_publish_from_a_file_and_completions() -> anyhow::Result<()> {
+    let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
+    c.api
+        .endpoint("acme", &receiver.url("/e"), &["order.created"])
+        .await?;
+
+    // event-type get and update (revision handled), tenant get.
+    let t = json(
+        &c,
+        &[
+            "event-type",
+            "update",
+            "--name",
+            "order.created",
+            "--description",
+            "An order was placed",
+            "--example-json",
+            r#"{"order":"o_1"}"#,
+        ],
+    )?;
+    assert_eq!(t["description"], "An order was placed");
+    let t = json(&c, &["event-type", "get", "--name", "order.created"])?;
+    assert_eq!(t["example"]["order"], "o_1");
+    assert_eq!(t["group"], "order", "untouched settings stay");
+    let tenant = json(&c, &["tenant", "get", "--id", "acme"])?;
+    assert_eq!(tenant["id"], "acme");
+    let (ok, out, _) = herald(&c, &["tenant", "get", "--id", "acme"])?;
+    assert!(ok && out.contains("acme"), "{out}");
+
+    // publish --file: 250 events in order (3 batches), one bad line
+    // reported with its number, the rest published; exit non-zero.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("events.jsonl");
+    let mut lines = Vec::new();
+    for seq in 0..250 {
+        lines.push(serde_json::json!({ "tenant": "acme", "type": "order.created", "data": { "seq": seq }, "idempotency_key": format!("k{seq}") }).to_string());
+        if seq == 100 {
+            lines.push(r#"{"tenant":"acme","type":"order.unknown","data":{}}"#.to_string());
+        }
+    }
+    std::fs::write(&file, lines.join("\n"))?;
+    let (ok, out, err) = herald(
+        &c,
+        &[
+            "--output",
+            "json",
+            "publish",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    )?;
+    assert!(!ok, "a failed line must fail the command");
+    assert!(
+        err.contains("line 102: INVALID_ARGUMENT: event_type: unknown event type"),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(
+        (summary["published"].as_u64(), summary["failed"].as_u64()),
+        (Some(250), Some(1))
+    );
+    let got = receiver
+        .wait_for(250, std::time::Duration::from_secs(30))
+        .await;
+    let by_path = herald_tests::ordering::seqs_by_path(&got);
+    herald_tests::ordering::assert_in_order(&by_path);
+    assert_eq!(by_path["/e"].len(), 250);
+
+    // Archive, then publishing the type is refused.
+    json(&c, &["event-type", "archive", "--name", "order.created"])?;
+    let (ok, _, err) = herald(
+        &c,
+        &[
+            "publish",
+            "--tenant",
+            "acme",
+            "--type",
+            "order.created",
+            "--data",
+            "{}",
+        ],
+    )?;
+    assert!(!ok && err.contains("archived"), "{err}");
+
+    // Shell completions.
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, err) = herald(&c, &["completion", shell])?;
+        assert!(
+            ok && out.contains("api-key") && out.contains("endpoint"),
+            "{shell}: {err}"
+        );
+    }
+    Ok(())
+}
