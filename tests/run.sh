@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/local/install-deps.sh
+# systemd-analyze checks the systemd units (tests/tests/deploy_files.rs).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
 # Integration tests run the real binaries; build them first.
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
