@@ -163,7 +163,7 @@ fn spec() -> impl Strategy<Value = pb::EndpointSpec> {
         (text(), 0i32..4).prop_map(|(header, encoding)| pb::BodySignature { header, encoding }),
     );
     let numbers = (
-        prop::sample::select(vec![0u32, 99, 100, 60_000, 60_001]),
+        prop::sample::select(vec![0u32, 99, 100, 600_000, 600_001]),
         prop::sample::select(vec![0u32, 1, 100, 101]),
         0i32..4,
         prop::sample::select(vec![0u32, 5, 100, 101]),

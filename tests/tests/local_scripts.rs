@@ -19,7 +19,12 @@ fn cluster_sh_starts_delivers_and_stops_everything() -> anyhow::Result<()> {
         ])
         .current_dir(&root)
         // The binaries this test run built: no build inside a test.
-        .env("HERALD_BIN_DIR", herald_tests::process::bin("herald").parent().expect("bin dir"))
+        .env(
+            "HERALD_BIN_DIR",
+            herald_tests::process::bin("herald")
+                .parent()
+                .expect("bin dir"),
+        )
         .env_remove("HERALD_API_KEY")
         .env_remove("HERALD_SERVER")
         .output()?;

@@ -457,7 +457,7 @@ mod tests {
         );
 
         let mut s = spec();
-        s.timeout_ms = 61_000;
+        s.timeout_ms = 600_001;
         assert_eq!(
             field_of(endpoint_spec(Some(s), true, &c)),
             "spec.timeout_ms"
