@@ -22,6 +22,9 @@ pub enum Cmd {
         /// Group the type is listed under, e.g. "invoice".
         #[arg(long)]
         group: Option<String>,
+        /// A name for people, e.g. "Invoice Activated".
+        #[arg(long)]
+        display_name: Option<String>,
         /// Human description.
         #[arg(long)]
         description: Option<String>,
@@ -53,6 +56,9 @@ pub enum Cmd {
         /// Group.
         #[arg(long)]
         group: Option<String>,
+        /// A name for people.
+        #[arg(long)]
+        display_name: Option<String>,
         /// Description.
         #[arg(long)]
         description: Option<String>,
@@ -71,11 +77,12 @@ pub enum Cmd {
     },
 }
 
-const HEADERS: [&str; 4] = ["NAME", "GROUP", "ARCHIVED", "DESCRIPTION"];
+const HEADERS: [&str; 5] = ["NAME", "DISPLAY NAME", "GROUP", "ARCHIVED", "DESCRIPTION"];
 
 fn row(t: &EventType) -> Vec<String> {
     vec![
         t.name.clone(),
+        t.display_name.clone(),
         t.group.clone(),
         t.archived.to_string(),
         t.description.clone(),
@@ -86,6 +93,7 @@ fn to_json(t: &EventType) -> Value {
     json!({
         "name": t.name,
         "group": t.group,
+        "display_name": t.display_name,
         "description": t.description,
         "schema": json_text(&t.schema_json),
         "example": json_text(&t.example_json),
@@ -105,12 +113,14 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
         Cmd::Create {
             name,
             group,
+            display_name,
             description,
             example_json,
         } => {
             let req = CreateEventTypeRequest {
                 name,
                 group: group.unwrap_or_default(),
+                display_name: display_name.unwrap_or_default(),
                 description: description.unwrap_or_default(),
                 schema_json: String::new(),
                 example_json: example_json.unwrap_or_default(),
@@ -137,6 +147,7 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
         Cmd::Update {
             name,
             group,
+            display_name,
             description,
             schema_json,
             example_json,
@@ -152,6 +163,7 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
                 let req = UpdateEventTypeRequest {
                     name: name.clone(),
                     group: group.clone().unwrap_or(current.group),
+                    display_name: display_name.clone().unwrap_or(current.display_name),
                     description: description.clone().unwrap_or(current.description),
                     schema_json: schema_json.clone().unwrap_or(current.schema_json),
                     example_json: example_json.clone().unwrap_or(current.example_json),

@@ -11,6 +11,7 @@ pub fn event_type(rec: &EventTypeRecord, revision: i64) -> pb::EventType {
     pb::EventType {
         name: rec.name.clone(),
         group: rec.group.clone(),
+        display_name: rec.display_name.clone(),
         description: rec.description.clone(),
         schema_json: rec.schema_json.clone(),
         example_json: rec.example_json.clone(),

@@ -14,6 +14,11 @@ pub struct EventTypeRecord {
     pub name: String,
     /// Group a console lists it under.
     pub group: String,
+    /// A name for people ("Job Created"); the dotted name stays the key.
+    /// Not written when empty, so records without one stay readable by
+    /// earlier versions (which refuse unknown fields).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
     /// Free text.
     pub description: String,
     /// Optional JSON Schema, as JSON text.

@@ -194,6 +194,56 @@ async fn catalog_tenant_publish_from_a_file_and_completions() -> anyhow::Result<
         ],
     )?;
     assert_eq!(t["description"], "An order was placed");
+    // Display names (seeds 001, 002): shown by the CLI; the dotted name
+    // stays the key; control characters are refused naming the field.
+    let t = json(
+        &c,
+        &[
+            "event-type",
+            "update",
+            "--name",
+            "order.created",
+            "--display-name",
+            "Order Created",
+        ],
+    )?;
+    assert_eq!(t["name"], "order.created");
+    assert_eq!(t["display_name"], "Order Created");
+    let (ok, out, _) = herald(&c, &["event-type", "list"])?;
+    assert!(
+        ok && out.contains("DISPLAY NAME") && out.contains("Order Created"),
+        "{out}"
+    );
+    let (ok, _, err) = herald(
+        &c,
+        &[
+            "event-type",
+            "update",
+            "--name",
+            "order.created",
+            "--display-name",
+            "a\x01b\x07",
+        ],
+    )?;
+    assert!(
+        !ok && err.contains("display_name: must not hold control characters"),
+        "{err}"
+    );
+    let (ok2, _, err2) = herald(
+        &c,
+        &[
+            "event-type",
+            "create",
+            "--name",
+            "order.shipped",
+            "--display-name",
+            &"x".repeat(129),
+        ],
+    )?;
+    assert!(
+        !ok2 && err2.contains("display_name: must be at most 128"),
+        "{err2}"
+    );
     let t = json(&c, &["event-type", "get", "--name", "order.created"])?;
     assert_eq!(t["example"]["order"], "o_1");
     assert_eq!(t["group"], "order", "untouched settings stay");

@@ -47,6 +47,7 @@ impl CatalogService for Api {
         let rec = EventTypeRecord {
             name: r.name,
             group: r.group,
+            display_name: r.display_name,
             description: r.description,
             schema_json: r.schema_json,
             example_json: r.example_json,
@@ -103,6 +104,7 @@ impl CatalogService for Api {
         let fields = EventTypeRecord {
             name: r.name,
             group: r.group,
+            display_name: r.display_name,
             description: r.description,
             schema_json: r.schema_json,
             example_json: r.example_json,

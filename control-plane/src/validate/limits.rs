@@ -88,6 +88,10 @@ pub fn table() -> Vec<(&'static str, String)> {
             format!("at most {MAX_TEXT} bytes"),
         ),
         (
+            "event type `display_name`",
+            format!("at most {MAX_KIND} bytes, no control characters"),
+        ),
+        (
             "`schema_json`, `example_json`, `custom_data_json`",
             format!("JSON, at most {MAX_JSON_FIELD} bytes (custom data: an object)"),
         ),

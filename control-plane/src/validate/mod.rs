@@ -79,6 +79,7 @@ pub fn json(field: &str, value: &str, object_only: bool) -> Result<()> {
 pub fn event_type(rec: &EventTypeRecord) -> Result<()> {
     name("name", &rec.name)?;
     text("group", &rec.group)?;
+    display_text("display_name", &rec.display_name, limits::MAX_KIND, false)?;
     text("description", &rec.description)?;
     json("schema_json", &rec.schema_json, true)?;
     json("example_json", &rec.example_json, false)
