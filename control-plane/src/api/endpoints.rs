@@ -190,6 +190,19 @@ impl EndpointService for Api {
             .into());
         }
         keep_auth_secret(&mut spec.auth, old.auth)?;
+        // A secret of the user's own signs only the body HMAC: the spec may
+        // not turn the Standard Webhooks signature on, or the body HMAC off.
+        if old
+            .signing_secrets
+            .iter()
+            .any(|s| validate::is_shared_secret(s))
+        {
+            body_hmac_only(
+                "spec.omit_standard_signature",
+                spec.omit_standard_signature,
+                spec.body_signature.is_some(),
+            )?;
+        }
         let now = now_ms();
         let rec = EndpointRecord {
             id: old.id,
@@ -284,6 +297,13 @@ impl EndpointService for Api {
         // record read below (its scheme, unless the request names one).
         let mut new_secret = match (jwt, r.secret.is_empty()) {
             (_, true) => None,
+            (false, false) if validate::is_shared_secret(&r.secret) => {
+                validate::shared_secret("secret", &r.secret)?;
+                if scheme == Some(true) {
+                    return Err(Error::invalid("secret", "is not an Ed25519 key").into());
+                }
+                Some(r.secret)
+            }
             (false, false) => {
                 validate::signing_secret("secret", &r.secret)?;
                 if scheme.is_some_and(|ed| ed != is_private_key(&r.secret)) {
@@ -305,6 +325,16 @@ impl EndpointService for Api {
             let now = now_ms();
             rec.updated_at_ms = now;
             rec.previous_secrets.retain(|p| p.expires_at_ms > now);
+            if let Some(s) = &new_secret
+                && !jwt
+                && validate::is_shared_secret(s)
+            {
+                body_hmac_only(
+                    "secret",
+                    rec.omit_standard_signature,
+                    rec.body_signature.is_some(),
+                )?;
+            }
             let new_secret = new_secret
                 .get_or_insert_with(|| match (jwt, scheme.unwrap_or(rec.signs_with_ed25519())) {
                     (true, _) => generate_jwt_secret(),
@@ -356,6 +386,20 @@ impl EndpointService for Api {
 const DEFAULT_OVERLAP_SECS: u32 = 86_400;
 /// Longest overlap a rotation may ask for.
 const MAX_OVERLAP_SECS: u32 = 30 * 86_400;
+
+/// A shared secret of the user's own (not a `whsec_` key) can key only the
+/// body HMAC: the endpoint must omit the Standard Webhooks signature and
+/// send a body signature.
+fn body_hmac_only(field: &str, omit_standard: bool, body_signature: bool) -> Result<()> {
+    if omit_standard && body_signature {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        field,
+        "a secret of your own keys only the body HMAC: the endpoint needs \
+         omit_standard_signature and a body_signature (or rotate to a generated whsec_ secret)",
+    ))
+}
 
 /// Secrets are write-only: an update that leaves one empty keeps the stored
 /// one of the same kind.

@@ -131,6 +131,37 @@ pub fn signing_secret(field: &str, value: &str) -> Result<()> {
     }
 }
 
+/// Shortest shared secret of the user's own.
+pub const MIN_SHARED_SECRET: usize = 24;
+/// Longest shared secret of the user's own.
+pub const MAX_SHARED_SECRET: usize = 256;
+
+/// Whether `value` is meant as a shared secret of the user's own (for the
+/// body HMAC) rather than a Standard Webhooks key.
+pub fn is_shared_secret(value: &str) -> bool {
+    !value.starts_with("whsec_") && !value.starts_with("whsk_")
+}
+
+/// A shared secret the user chose (seeds 002, 003): 24 to 256 visible
+/// ASCII characters; the body HMAC is keyed by exactly this text.
+pub fn shared_secret(field: &str, value: &str) -> Result<()> {
+    if value.len() < MIN_SHARED_SECRET || value.len() > MAX_SHARED_SECRET {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "a secret of your own must be {MIN_SHARED_SECRET} to {MAX_SHARED_SECRET} characters"
+            ),
+        ));
+    }
+    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::invalid(
+            field,
+            "a secret of your own holds visible ASCII only (no spaces)",
+        ));
+    }
+    Ok(())
+}
+
 /// The signing scheme a spec asks for: None when unspecified.
 pub fn scheme(field: &str, value: i32) -> Result<Option<bool>> {
     match pb::SignatureScheme::try_from(value) {
