@@ -92,6 +92,7 @@ pub fn header(
                 iat,
                 exp: iat + i64::from(j.ttl_secs.max(1)),
             };
+            let claims = with_own_claims(&claims, &j.claims_json)?;
             let token = jsonwebtoken::encode(
                 &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
                 &claims,
@@ -101,6 +102,28 @@ pub fn header(
             Ok(Some(format!("Bearer {token}")))
         }
     }
+}
+
+/// Herald's claims, then the endpoint's own static ones (checked at the
+/// API edge: no name of Herald's; Herald's win if one slipped through).
+fn with_own_claims(
+    claims: &Claims<'_>,
+    own_json: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let serde_json::Value::Object(mut map) =
+        serde_json::to_value(claims).map_err(|e| format!("cannot build the JWT: {e}"))?
+    else {
+        return Err("cannot build the JWT".into());
+    };
+    if own_json.is_empty() {
+        return Ok(map);
+    }
+    let own: serde_json::Map<String, serde_json::Value> = serde_json::from_str(own_json)
+        .map_err(|_| "the endpoint's JWT claims are not an object".to_string())?;
+    for (k, v) in own {
+        map.entry(k).or_insert(v);
+    }
+    Ok(map)
 }
 
 #[cfg(test)]

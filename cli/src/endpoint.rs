@@ -234,6 +234,7 @@ impl DeliveryOpts {
             Some(receiver_auth::Kind::Jwt(JwtAuth {
                 secret: self.jwt_secret.unwrap_or_default(),
                 ttl_secs: 0,
+                ..Default::default()
             }))
         } else {
             None

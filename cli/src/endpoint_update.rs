@@ -232,6 +232,7 @@ impl UpdateArgs {
             let kind = receiver_auth::Kind::Jwt(JwtAuth {
                 secret: secret.clone(),
                 ttl_secs: 0,
+                ..Default::default()
             });
             s.auth = Some(ReceiverAuth { kind: Some(kind) });
         }

@@ -178,9 +178,14 @@ fn auth(r: &EndpointRecord, with_secret: bool) -> Option<pb::ReceiverAuth> {
             username: username.clone(),
             password: keep(password),
         }),
-        AuthRecord::Jwt { secret, ttl_secs } => pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
+        AuthRecord::Jwt {
+            secret,
+            ttl_secs,
+            claims_json,
+        } => pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
             secret: keep(secret),
             ttl_secs: *ttl_secs,
+            claims_json: claims_json.clone(),
         }),
     };
     Some(pb::ReceiverAuth { kind: Some(kind) })

@@ -152,12 +152,15 @@ fn spec() -> impl Strategy<Value = pb::EndpointSpec> {
                 password
             })),
         })),
-        (text(), 0u32..100_000).prop_map(|(secret, ttl_secs)| Some(pb::ReceiverAuth {
-            kind: Some(pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
-                secret,
-                ttl_secs
-            })),
-        })),
+        (text(), 0u32..100_000, json_text()).prop_map(|(secret, ttl_secs, claims_json)| Some(
+            pb::ReceiverAuth {
+                kind: Some(pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
+                    secret,
+                    ttl_secs,
+                    claims_json,
+                })),
+            }
+        )),
     ];
     let body_signature = prop::option::of(
         (text(), 0i32..4).prop_map(|(header, encoding)| pb::BodySignature { header, encoding }),
@@ -356,7 +359,12 @@ fn delivery_endpoint(rec: &herald_shared::model::EndpointRecord) -> pb::Delivery
                         password: password.clone(),
                     })
                 }
-                AuthRecord::Jwt { secret, ttl_secs } => pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
+                AuthRecord::Jwt {
+                    secret,
+                    ttl_secs,
+                    claims_json,
+                } => pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
+                    claims_json: claims_json.clone(),
                     secret: if secret.is_empty() {
                         herald_shared::signing::generate_jwt_secret()
                     } else {

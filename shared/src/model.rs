@@ -148,6 +148,30 @@ pub struct BodySignatureRecord {
     pub base64: bool,
 }
 
+/// JWT claim names an endpoint's own claims may not use: the registered
+/// ones (RFC 7519 §4.1) and those Herald sets.
+pub const JWT_RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "endpoint_id",
+    "endpoint_name",
+    "tenant_id",
+    "event_id",
+    "event_type",
+    "event_count",
+    "resource",
+    "triggered_at",
+    "last_success_at",
+    "last_failure_at",
+    "processing_timeout",
+    "data",
+];
+
 /// How Herald authenticates to a receiver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -165,6 +189,10 @@ pub enum AuthRecord {
         secret: String,
         /// Token lifetime in seconds.
         ttl_secs: u32,
+        /// Static claims added to Herald's (a JSON object), or empty. Not
+        /// written when empty, so earlier versions still read the record.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        claims_json: String,
     },
 }
 

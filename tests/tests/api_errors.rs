@@ -376,6 +376,7 @@ async fn endpoint_options_are_validated_naming_the_field() -> anyhow::Result<()>
             kind: Some(pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
                 secret: secret.into(),
                 ttl_secs: ttl,
+                ..Default::default()
             })),
         })
     };

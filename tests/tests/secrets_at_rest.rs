@@ -150,6 +150,7 @@ async fn secrets_are_sealed_and_keys_rotate_while_deliveries_verify() -> anyhow:
         kind: Some(pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
             secret: jwt.clone(),
             ttl_secs: 0,
+            ..Default::default()
         })),
     });
     let mut secrets = vec![first, rotated.clone(), password, jwt];

@@ -163,6 +163,7 @@ async fn each_signing_and_auth_mode_verifies_at_the_receiver() -> anyhow::Result
                 kind: Some(pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
                     secret: jwt_secret.clone(),
                     ttl_secs: 120,
+                    ..Default::default()
                 })),
             }),
             ..spec(&rx, "jwt")
@@ -313,6 +314,7 @@ async fn jwt_claims_report_the_last_success_and_failure() -> anyhow::Result<()> 
                 kind: Some(pb::receiver_auth::Kind::Jwt(pb::JwtAuth {
                     secret: secret.clone(),
                     ttl_secs: 0,
+                    ..Default::default()
                 })),
             }),
             ..spec(&rx, "jwt")

@@ -375,12 +375,45 @@ fn auth(kind: Option<pb::receiver_auth::Kind>) -> Result<Option<AuthRecord>> {
                     ));
                 }
             };
+            jwt_claims(&j.claims_json)?;
             Ok(Some(AuthRecord::Jwt {
                 secret: j.secret,
                 ttl_secs,
+                claims_json: j.claims_json,
             }))
         }
     }
+}
+
+/// An endpoint's own JWT claims: a JSON object of at most
+/// [`MAX_JWT_CLAIMS`] bytes whose names are neither registered claims nor
+/// Herald's.
+fn jwt_claims(text: &str) -> Result<()> {
+    const FIELD: &str = "spec.auth.jwt.claims_json";
+    if text.is_empty() {
+        return Ok(());
+    }
+    if text.len() > MAX_JWT_CLAIMS {
+        return Err(Error::invalid(
+            FIELD,
+            format!("must be at most {MAX_JWT_CLAIMS} bytes"),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::invalid(FIELD, format!("is not valid JSON: {e}")))?;
+    let Some(map) = v.as_object() else {
+        return Err(Error::invalid(FIELD, "must be a JSON object"));
+    };
+    if let Some(k) = map
+        .keys()
+        .find(|k| herald_shared::model::JWT_RESERVED_CLAIMS.contains(&k.as_str()))
+    {
+        return Err(Error::invalid(
+            FIELD,
+            format!("'{k}' is a registered JWT claim or one Herald sets"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub const MAX_FILTER_VALUE: usize = 4096;
 pub const MAX_BASIC: usize = 256;
 /// Longest JWT secret.
 pub const MAX_JWT_SECRET: usize = 512;
+/// Largest JSON of an endpoint's own JWT claims.
+pub const MAX_JWT_CLAIMS: usize = 4096;
 /// Largest encoded endpoint record: a backstop under etcd's request limit
 /// (the limits above keep a spec far below it).
 pub const MAX_STORED_SPEC: usize = 1024 * 1024;
@@ -172,6 +174,12 @@ pub fn table() -> Vec<(&'static str, String)> {
             "endpoint `auth.basic`",
             format!(
                 "username 1..={MAX_BASIC} bytes without `:`; password at most {MAX_BASIC} bytes; no control characters"
+            ),
+        ),
+        (
+            "endpoint `auth.jwt.claims_json`",
+            format!(
+                "a JSON object of at most {MAX_JWT_CLAIMS} bytes; no registered JWT claim (iss, sub, aud, exp, nbf, iat, jti) nor one Herald sets"
             ),
         ),
         (
