@@ -192,6 +192,7 @@ fn merge_stats(endpoint_id: &str, parts: Vec<pb::EndpointStats>) -> pb::Endpoint
         out.attempts += p.attempts;
         out.successes += p.successes;
         out.failures += p.failures;
+        out.failed_attempts += p.failed_attempts;
         out.queue_depth += p.queue_depth;
         out.last_event_at_ms = out.last_event_at_ms.max(p.last_event_at_ms);
         if p.next_attempt_at_ms > 0

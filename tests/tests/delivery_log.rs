@@ -151,6 +151,9 @@ async fn every_attempt_is_logged_with_request_and_response() -> anyhow::Result<(
         (1, 3, 1, 0, 0)
     );
     assert_eq!(st.failures_since_last_success, 0);
+    // Two answers were not 2xx (seed 004's "failed responses"), though no
+    // delivery failed for good.
+    assert_eq!(st.failed_attempts, 2);
     assert_eq!(st.next_attempt_at_ms, 0);
     assert_eq!(st.last_success.as_ref().map(|s| s.status_code), Some(200));
     let lf = st.last_failure.clone().unwrap_or_default();

@@ -180,6 +180,8 @@ pub fn stats(endpoint_id: &str, c: &Counters, queue_depth: u64) -> pb::EndpointS
         attempts: c.attempts,
         successes: c.successes,
         failures: c.failures,
+        // Every attempt either got a 2xx (a success) or did not.
+        failed_attempts: c.attempts.saturating_sub(c.successes),
         failures_since_last_success: c.failures_since_last_success,
         deliveries_failed_in_a_row: c.deliveries_failed_in_a_row,
         last_event_at_ms: c.last_event_at_ms,

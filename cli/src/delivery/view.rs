@@ -213,6 +213,7 @@ pub fn stats_json(s: &EndpointStats) -> Value {
         "attempts": s.attempts,
         "successes": s.successes,
         "failures": s.failures,
+        "failed_attempts": s.failed_attempts,
         "failures_since_last_success": s.failures_since_last_success,
         "deliveries_failed_in_a_row": s.deliveries_failed_in_a_row,
         "last_event_at_ms": s.last_event_at_ms,
@@ -258,6 +259,7 @@ pub fn stats_rows(s: &EndpointStats) -> Vec<Vec<String>> {
         ("attempts", s.attempts.to_string()),
         ("successes", s.successes.to_string()),
         ("failures", s.failures.to_string()),
+        ("failed attempts", s.failed_attempts.to_string()),
         (
             "failures since last success",
             s.failures_since_last_success.to_string(),
