@@ -96,6 +96,9 @@ pub struct ListArgs {
     /// Only events about this resource id.
     #[arg(long)]
     resource_id: Option<String>,
+    /// The deliveries of this event: the webhook-id the receiver saw.
+    #[arg(long)]
+    event_id: Option<String>,
     /// Only deliveries created at or after this time, in ms since the epoch
     /// (0 = unbounded).
     #[arg(long, default_value_t = 0)]
@@ -185,6 +188,7 @@ async fn list(client: &mut DeliveryServiceClient<Ch>, out: Format, a: ListArgs) 
             .collect(),
         event_types: a.event_types,
         resource_id: a.resource_id.unwrap_or_default(),
+        event_id: a.event_id.unwrap_or_default(),
         since_ms: a.since_ms,
         until_ms: a.until_ms,
         page_size: a.page_size,

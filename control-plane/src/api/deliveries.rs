@@ -22,6 +22,8 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 /// Event type of the built-in test event.
 pub const PING_TYPE: &str = "herald.ping";
+/// Most endpoints a lookup by event id asks about (one call each).
+const MAX_EVENT_LOOKUPS: usize = 1000;
 /// Deliveries re-queued per routing call while recovering.
 const RECOVER_BATCH: usize = 100;
 
@@ -124,6 +126,51 @@ impl Api {
         })
     }
 
+    /// The deliveries of one event, found by id: a delivery's id derives
+    /// from (endpoint, event), so each endpoint in scope is one lookup, not
+    /// a scan of the log.
+    async fn deliveries_of_event(
+        &self,
+        r: &pb::ListDeliveriesRequest,
+        scoped: Option<Arc<EndpointEntry>>,
+    ) -> Result<Vec<pb::DeliverySummary>> {
+        let endpoints: Vec<String> = match scoped {
+            Some(ep) => vec![ep.record.id.clone()],
+            None => self.view().read(|v| {
+                v.endpoints
+                    .get(&r.tenant_id)
+                    .map(|eps| eps.keys().cloned().collect())
+                    .unwrap_or_default()
+            }),
+        };
+        if endpoints.len() > MAX_EVENT_LOOKUPS {
+            return Err(Error::invalid(
+                "event_id",
+                format!(
+                    "the tenant has over {MAX_EVENT_LOOKUPS} endpoints: name the endpoint_id too"
+                ),
+            ));
+        }
+        let mut lookups = tokio::task::JoinSet::new();
+        for ep in endpoints {
+            let (api, tenant) = (self.clone(), r.tenant_id.clone());
+            let id = herald_shared::ids::delivery_id_for(&ep, &r.event_id);
+            lookups.spawn(async move { api.inner.log.get(&tenant, &id).await });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = lookups.join_next().await {
+            match done.map_err(|e| Error::Unavailable(format!("lookup failed: {e}")))? {
+                Ok(d) => out.extend(d.summary),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| {
+            (b.created_at_ms, &b.delivery_id).cmp(&(a.created_at_ms, &a.delivery_id))
+        });
+        Ok(out)
+    }
+
     /// An endpoint that exists and takes deliveries now.
     fn deliverable_endpoint(
         &self,
@@ -178,8 +225,16 @@ impl DeliveryService for Api {
         req: Request<pb::ListDeliveriesRequest>,
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
         let mut r = req.into_inner();
-        self.check_scope(&r.tenant_id, &r.endpoint_id)?;
+        let scoped = self.check_scope(&r.tenant_id, &r.endpoint_id)?;
         let (size, cursor) = check_list(&r)?;
+        if !r.event_id.is_empty() {
+            validate::name("event_id", &r.event_id)?;
+            let deliveries = self.deliveries_of_event(&r, scoped).await?;
+            return Ok(Response::new(pb::ListDeliveriesResponse {
+                deliveries,
+                next_page_token: String::new(),
+            }));
+        }
         r.page_token.clear();
         let page = self.inner.log.list(r, cursor, size).await?;
         Ok(Response::new(pb::ListDeliveriesResponse {

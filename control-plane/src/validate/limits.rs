@@ -78,7 +78,7 @@ pub fn table() -> Vec<(&'static str, String)> {
     );
     vec![
         (
-            "any id or name: tenant, endpoint, event type, delivery, agent",
+            "any id or name: tenant, endpoint, event type, event, delivery, agent",
             name,
         ),
         (
