@@ -106,6 +106,10 @@ async fn deliveries_are_found_by_event_id() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    assert_eq!(listed["deliveries"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(
+        listed["deliveries"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
     Ok(())
 }
