@@ -254,16 +254,19 @@ pub async fn reseal(config: &Config) -> anyhow::Result<usize> {
         let (mut value, mut revision) = (entry.value, entry.revision);
         // A write in between (an update, an auto-disable) moves the
         // revision: read again and retry, so nothing is lost.
-        while !store.compare_and_put(&rel, &value, revision).await? {
+        loop {
+            if store.compare_and_put(&rel, &value, revision).await? {
+                done += 1;
+                break;
+            }
             let Some(now) = store
                 .get::<herald_shared::model::EndpointRecord>(&rel)
                 .await?
             else {
-                break; // deleted meanwhile
+                break; // deleted meanwhile: nothing to reseal
             };
             (value, revision) = (now.value, now.revision);
         }
-        done += 1;
     }
     Ok(done)
 }

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod log;
+pub mod metrics;
 pub mod ordering;
 pub mod otlp;
 pub mod pki;

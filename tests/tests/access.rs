@@ -783,7 +783,7 @@ async fn refusals_are_counted_and_reflection_can_be_turned_off() -> anyhow::Resu
     let publisher = key(&mut c.api, "pub", &["publish"], &[]).await?;
     let mut p = Clients::connect(&cp2.url, Some(&publisher)).await?;
     let _ = p.tenants.list_tenants(pb::ListTenantsRequest {}).await;
-    let text = scrape(&metrics).await?;
+    let text = herald_tests::metrics::scrape(&metrics).await?;
     assert!(
         text.contains("herald_auth_refusals_total{reason=\"missing\"} 1"),
         "{text}"
@@ -821,16 +821,6 @@ async fn refusals_are_counted_and_reflection_can_be_turned_off() -> anyhow::Resu
     Ok(())
 }
 
-async fn scrape(addr: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await?;
-    Ok(raw)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_needs_the_agent_scope_and_no_auth_needs_a_flag() -> anyhow::Result<()> {
     let mut c = Cluster::start().await?;
@@ -848,17 +838,12 @@ async fn an_agent_needs_the_agent_scope_and_no_auth_needs_a_flag() -> anyhow::Re
         &[],
         &[("HERALD_API_KEY", publisher.as_str())],
     )?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !scrape(&metrics)
-        .await?
-        .contains("herald_auth_refusals_total{reason=\"scope\"}")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the agent's session was never refused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    herald_tests::metrics::wait_for_series(
+        &metrics,
+        "herald_auth_refusals_total{reason=\"scope\"}",
+        Duration::from_secs(15),
+    )
+    .await?;
     // With --insecure-no-auth, calls need no key.
     let open = ControlPlane::start(&c.etcd, &["--insecure-no-auth"])?;
     let mut anonymous = Clients::connect(&open.url, None).await?;

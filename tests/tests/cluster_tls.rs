@@ -170,17 +170,12 @@ async fn cluster_traffic_is_mutual_tls_and_delivery_still_works() -> anyhow::Res
         pki.ca.to_string_lossy().into_owned(),
     )];
     let _outsider = start_agent(&etcd, &cp, &ca_only)?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !scrape(&metrics)
-        .await?
-        .contains("herald_auth_refusals_total{reason=\"not_member\"}")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the outsider's control stream was never refused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    herald_tests::metrics::wait_for_series(
+        &metrics,
+        "herald_auth_refusals_total{reason=\"not_member\"}",
+        Duration::from_secs(15),
+    )
+    .await?;
     drop(second);
     Ok(())
 }
@@ -206,14 +201,4 @@ async fn wait_agents(api: &mut Clients, n: usize) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn scrape(addr: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await?;
-    Ok(raw)
 }

@@ -13,9 +13,7 @@ use super::{ApiKeyRecord, Scope, key};
 /// need it (ListTenants, AccessService, and the write log).
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// The key's id, for logs and `created_by`.
-    pub key_id: String,
-    /// The key's record.
+    /// The key's record (its `id` goes in logs and `created_by`).
     pub key: Arc<ApiKeyRecord>,
 }
 
@@ -32,7 +30,6 @@ impl Principal {
 
     fn keyless(id: &str, name: &str, scope: Scope) -> Self {
         Principal {
-            key_id: id.into(),
             key: Arc::new(ApiKeyRecord {
                 version: super::record::VERSION,
                 id: id.into(),
@@ -158,7 +155,6 @@ pub fn authenticate(
         return Err(Refusal::Expired);
     }
     Ok(Principal {
-        key_id: record.id.clone(),
         key: record.clone(),
     })
 }

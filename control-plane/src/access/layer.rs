@@ -139,7 +139,7 @@ impl State {
             req = check_named_tenants(req, rule, &principal).await?;
         }
         if rule.scope.writes() {
-            tracing::info!(key_id = %principal.key_id, rpc = rule.path, "write call");
+            tracing::info!(key_id = %principal.key.id, rpc = rule.path, "write call");
         }
         req.extensions_mut().insert(principal);
         Ok(req)

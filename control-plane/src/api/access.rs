@@ -131,7 +131,7 @@ impl AccessService for Api {
         let by = req
             .extensions()
             .get::<Principal>()
-            .map(|p| p.key_id.clone())
+            .map(|p| p.key.id.clone())
             .unwrap_or_default();
         let rec = checked(req.into_inner(), &by, now_ms())?;
         let taken = self
@@ -167,7 +167,7 @@ impl AccessService for Api {
         let by = req
             .extensions()
             .get::<Principal>()
-            .map(|p| p.key_id.clone())
+            .map(|p| p.key.id.clone())
             .unwrap_or_default();
         let id = req.into_inner().id;
         validate::name("id", &id)?;
