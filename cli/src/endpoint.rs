@@ -322,6 +322,8 @@ fn to_json(e: &Endpoint) -> Value {
         "custom_data": json_text(&s.custom_data_json),
         "timeout_ms": s.timeout_ms,
         "queue_while_disabled": s.queue_while_disabled,
+        "filters": s.filters.iter().map(crate::endpoint_update::filter_text).collect::<Vec<_>>(),
+        "filter_rules": s.filter_rules.iter().map(crate::endpoint_update::filter_rule_json).collect::<Vec<_>>(),
         "security": security(&s),
         "chunk_size": s.chunk_size,
         "chunk_delay_ms": s.chunk_delay_ms,

@@ -7,9 +7,9 @@ use anyhow::{Result, bail};
 use clap::ValueEnum;
 use herald_proto::v1::endpoint_service_client::EndpointServiceClient;
 use herald_proto::v1::{
-    BasicAuth, BodySignature, Endpoint, EndpointSpec, Filter, FilterOp, GetEndpointRequest,
-    JwtAuth, Ordering, ReceiverAuth, RetryPolicy, SignatureEncoding, UpdateEndpointRequest,
-    receiver_auth,
+    BasicAuth, BodySignature, Endpoint, EndpointSpec, Filter, FilterOp, FilterRule,
+    GetEndpointRequest, JwtAuth, Ordering, ReceiverAuth, RetryPolicy, SignatureEncoding,
+    UpdateEndpointRequest, receiver_auth,
 };
 
 use crate::connect::Ch;
@@ -83,12 +83,21 @@ pub struct UpdateArgs {
     #[arg(long = "skip-key")]
     skip_keys: Vec<String>,
     /// Filters as `path op json`, e.g. `status eq "paid"` (replace the
-    /// list); op is eq, ne, in, gt, lt, contains or exists.
+    /// list); op is eq, ne, in, not_in, gt, gte, lt, lte, contains or
+    /// exists.
     #[arg(long = "filter", value_parser = parse_filter)]
     filters: Vec<Filter>,
     /// Remove every filter.
     #[arg(long, conflicts_with = "filters")]
     clear_filters: bool,
+    /// A rule for some event types, as JSON (replace the list), e.g.
+    /// `{"event_types": ["Contact.*"], "all_of": ["country eq \"FR\""],
+    /// "any_of": ["tier eq \"gold\"", "revenue gte 1000000"]}`.
+    #[arg(long = "filter-rule", value_parser = parse_filter_rule)]
+    filter_rules: Vec<FilterRule>,
+    /// Remove every filter rule.
+    #[arg(long, conflicts_with = "filter_rules")]
+    clear_filter_rules: bool,
     /// Deliver updates only when one of these fields changed (replace).
     #[arg(long = "on-field-change")]
     on_field_change: Vec<String>,
@@ -125,25 +134,62 @@ pub struct UpdateArgs {
 }
 
 /// Parses `path op json`.
-fn parse_filter(s: &str) -> Result<Filter, String> {
+pub fn parse_filter(s: &str) -> Result<Filter, String> {
     let mut parts = s.splitn(3, ' ');
     let (Some(path), Some(op)) = (parts.next(), parts.next()) else {
         return Err(format!("expected 'path op json', got {s:?}"));
     };
-    let op = match op {
-        "eq" => FilterOp::Eq,
-        "ne" => FilterOp::Ne,
-        "in" => FilterOp::In,
-        "gt" => FilterOp::Gt,
-        "lt" => FilterOp::Lt,
-        "contains" => FilterOp::Contains,
-        "exists" => FilterOp::Exists,
-        other => return Err(format!("unknown operator {other:?}")),
-    };
+    let op = FilterOp::from_str_name(&format!("FILTER_OP_{}", op.to_uppercase()))
+        .filter(|op| *op != FilterOp::Unspecified)
+        .ok_or_else(|| format!("unknown operator {op:?}"))?;
     Ok(Filter {
         path: path.to_string(),
         op: op as i32,
         value_json: parts.next().unwrap_or("").to_string(),
+    })
+}
+
+/// `path op json`, the inverse of [`parse_filter`].
+pub fn filter_text(f: &Filter) -> String {
+    let op = FilterOp::try_from(f.op).unwrap_or(FilterOp::Unspecified);
+    let op = op.as_str_name().trim_start_matches("FILTER_OP_");
+    format!("{} {} {}", f.path, op.to_lowercase(), f.value_json)
+        .trim_end()
+        .to_string()
+}
+
+/// Parses a rule: JSON with `event_types`, `all_of` and `any_of`, the
+/// conditions as `path op json` strings.
+fn parse_filter_rule(s: &str) -> Result<FilterRule, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Given {
+        #[serde(default)]
+        event_types: Vec<String>,
+        #[serde(default)]
+        all_of: Vec<String>,
+        #[serde(default)]
+        any_of: Vec<String>,
+    }
+    let g: Given = serde_json::from_str(s).map_err(|e| format!("not a filter rule: {e}"))?;
+    let list = |v: Vec<String>| {
+        v.iter()
+            .map(|c| parse_filter(c))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(FilterRule {
+        event_types: g.event_types,
+        all_of: list(g.all_of)?,
+        any_of: list(g.any_of)?,
+    })
+}
+
+/// A rule as the JSON `--filter-rule` takes.
+pub fn filter_rule_json(r: &FilterRule) -> serde_json::Value {
+    serde_json::json!({
+        "event_types": r.event_types,
+        "all_of": r.all_of.iter().map(filter_text).collect::<Vec<_>>(),
+        "any_of": r.any_of.iter().map(filter_text).collect::<Vec<_>>(),
     })
 }
 
@@ -181,6 +227,9 @@ impl UpdateArgs {
         }
         if self.clear_filters || !self.filters.is_empty() {
             s.filters.clone_from(&self.filters);
+        }
+        if self.clear_filter_rules || !self.filter_rules.is_empty() {
+            s.filter_rules.clone_from(&self.filter_rules);
         }
         let num = |dst: &mut u32, v: Option<u32>| {
             if let Some(v) = v {

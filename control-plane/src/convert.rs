@@ -2,7 +2,9 @@
 //! only copied into the agent-facing message, never into API replies.
 
 use herald_proto::v1 as pb;
-use herald_shared::model::{AuthRecord, EndpointRecord, EventTypeRecord, Method, TenantRecord};
+use herald_shared::model::{
+    AuthRecord, EndpointRecord, EventTypeRecord, FilterRecord, Method, TenantRecord,
+};
 
 use crate::view::EndpointEntry;
 
@@ -61,22 +63,14 @@ pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
             max_in_flight: rec.max_in_flight,
             queue_while_disabled: rec.queue_while_disabled,
             skip_keys: rec.skip_keys.clone(),
-            filters: rec
-                .filters
+            filters: filters(&rec.filters),
+            filter_rules: rec
+                .filter_rules
                 .iter()
-                .map(|f| pb::Filter {
-                    path: f.path.clone(),
-                    op: match f.op.as_str() {
-                        "eq" => pb::FilterOp::Eq,
-                        "ne" => pb::FilterOp::Ne,
-                        "in" => pb::FilterOp::In,
-                        "gt" => pb::FilterOp::Gt,
-                        "lt" => pb::FilterOp::Lt,
-                        "contains" => pb::FilterOp::Contains,
-                        "exists" => pb::FilterOp::Exists,
-                        _ => pb::FilterOp::Unspecified,
-                    } as i32,
-                    value_json: f.value_json.clone(),
+                .map(|r| pb::FilterRule {
+                    event_types: r.event_types.clone(),
+                    all_of: filters(&r.all_of),
+                    any_of: filters(&r.any_of),
                 })
                 .collect(),
             on_field_change: rec.on_field_change.clone(),
@@ -151,6 +145,43 @@ pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
         rate_limit_per_sec: r.rate_limit_per_sec,
         insecure_tls: r.insecure_tls,
     }
+}
+
+/// Filter operators: the wire's and the stored names (which are
+/// [`herald_shared::filter::Op`]'s, independent of the proto).
+const FILTER_OPS: [(pb::FilterOp, &str); 10] = [
+    (pb::FilterOp::Eq, "eq"),
+    (pb::FilterOp::Ne, "ne"),
+    (pb::FilterOp::In, "in"),
+    (pb::FilterOp::NotIn, "not_in"),
+    (pb::FilterOp::Gt, "gt"),
+    (pb::FilterOp::Gte, "gte"),
+    (pb::FilterOp::Lt, "lt"),
+    (pb::FilterOp::Lte, "lte"),
+    (pb::FilterOp::Contains, "contains"),
+    (pb::FilterOp::Exists, "exists"),
+];
+
+/// The stored name of a wire operator; `None` for UNSPECIFIED or unknown.
+pub fn filter_op_name(op: i32) -> Option<&'static str> {
+    FILTER_OPS
+        .iter()
+        .find(|(w, _)| *w as i32 == op)
+        .map(|(_, n)| *n)
+}
+
+fn filters(stored: &[FilterRecord]) -> Vec<pb::Filter> {
+    stored
+        .iter()
+        .map(|f| pb::Filter {
+            path: f.path.clone(),
+            op: FILTER_OPS
+                .iter()
+                .find(|(_, n)| *n == f.op)
+                .map_or(pb::FilterOp::Unspecified, |(w, _)| *w) as i32,
+            value_json: f.value_json.clone(),
+        })
+        .collect()
 }
 
 fn body_signature(r: &EndpointRecord) -> Option<pb::BodySignature> {

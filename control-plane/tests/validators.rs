@@ -139,11 +139,23 @@ fn spec() -> impl Strategy<Value = pb::EndpointSpec> {
         (255usize..=257).prop_map(|n| vec!["*".to_string(); n]),
     ];
     let labels = prop::collection::hash_map(text(), text(), 0..3);
-    let filter = (text(), 0i32..10, json_text()).prop_map(|(path, op, value_json)| pb::Filter {
-        path,
-        op,
-        value_json,
-    });
+    let filter = || {
+        (text(), 0i32..12, json_text()).prop_map(|(path, op, value_json)| pb::Filter {
+            path,
+            op,
+            value_json,
+        })
+    };
+    let filter_rule = (
+        prop::collection::vec(text(), 0..3),
+        prop::collection::vec(filter(), 0..2),
+        prop::collection::vec(filter(), 0..3),
+    )
+        .prop_map(|(event_types, all_of, any_of)| pb::FilterRule {
+            event_types,
+            all_of,
+            any_of,
+        });
     let auth = prop_oneof![
         Just(None),
         (text(), text()).prop_map(|(username, password)| Some(pb::ReceiverAuth {
@@ -195,18 +207,19 @@ fn spec() -> impl Strategy<Value = pb::EndpointSpec> {
                     op: 1,
                     value_json: "1".into(),
                 }]),
-                prop::collection::vec(filter, 0..3),
+                prop::collection::vec(filter(), 0..3),
             ),
             mostly(Just(vec![]), prop::collection::vec(text(), 0..3)),
             mostly(Just(None), auth),
             mostly(Just(None), body_signature),
             mostly(Just((0, 0, 0, 0, 0)), numbers),
+            mostly(Just(vec![]), prop::collection::vec(filter_rule, 0..3)),
         ),
     )
         .prop_map(
             |(
                 (name, url, event_types, headers, custom_data_json, labels),
-                (skip_keys, filters, load_only, auth, body_signature, numbers),
+                (skip_keys, filters, load_only, auth, body_signature, numbers, filter_rules),
             )| {
                 let (timeout_ms, chunk_size, ordering, max_in_flight, method) = numbers;
                 pb::EndpointSpec {
@@ -218,6 +231,7 @@ fn spec() -> impl Strategy<Value = pb::EndpointSpec> {
                     labels,
                     skip_keys,
                     filters,
+                    filter_rules,
                     load_only,
                     auth,
                     body_signature,
@@ -230,6 +244,14 @@ fn spec() -> impl Strategy<Value = pb::EndpointSpec> {
                 }
             },
         )
+}
+
+fn biggest_filter(path: String) -> pb::Filter {
+    pb::Filter {
+        path,
+        op: pb::FilterOp::Eq as i32,
+        value_json: format!("\"{}\"", "x".repeat(MAX_FILTER_VALUE - 2)),
+    }
 }
 
 fn publish_request() -> impl Strategy<Value = pb::PublishRequest> {
@@ -569,11 +591,17 @@ fn the_largest_spec_fits_in_etcd() {
             .map(|i| (long(MAX_LABEL_KEY, i), "v".repeat(MAX_LABEL_VALUE)))
             .collect(),
         skip_keys: (0..MAX_SKIP_KEYS).map(|i| long(MAX_SKIP_KEY, i)).collect(),
-        filters: (0..MAX_FILTERS)
-            .map(|i| pb::Filter {
-                path: long(MAX_PATH, i),
-                op: pb::FilterOp::Eq as i32,
-                value_json: format!("\"{}\"", "x".repeat(MAX_FILTER_VALUE - 2)),
+        // The conditions' budget, shared between filters and rules.
+        filters: (0..MAX_FILTERS - MAX_FILTER_RULES)
+            .map(|i| biggest_filter(long(MAX_PATH, i)))
+            .collect(),
+        filter_rules: (0..MAX_FILTER_RULES)
+            .map(|i| pb::FilterRule {
+                event_types: (0..MAX_RULE_EVENT_TYPES)
+                    .map(|j| format!("{}*", long(127, i * 100 + j)))
+                    .collect(),
+                any_of: vec![biggest_filter(long(MAX_PATH, i))],
+                ..Default::default()
             })
             .collect(),
         on_field_change: (0..MAX_PATHS).map(|i| long(MAX_PATH, i)).collect(),

@@ -95,6 +95,9 @@ pub struct EndpointRecord {
     pub skip_keys: Vec<String>,
     /// Payload conditions, all of which must hold.
     pub filters: Vec<FilterRecord>,
+    /// Conditions scoped by event type, each of which must hold for the
+    /// event types it names.
+    pub filter_rules: Vec<FilterRuleRecord>,
     /// Trigger only when one of these payload fields changed.
     pub on_field_change: Vec<String>,
     /// Deliver only these payload fields.
@@ -243,10 +246,22 @@ impl EndpointRecord {
 pub struct FilterRecord {
     /// Dotted path.
     pub path: String,
-    /// Operator name: eq, ne, in, gt, lt, contains, exists.
+    /// Operator name: eq, ne, in, not_in, gt, gte, lt, lte, contains, exists.
     pub op: String,
     /// JSON value; empty for exists.
     pub value_json: String,
+}
+
+/// Conditions for some event types (see [`crate::filter::ScopedRule`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilterRuleRecord {
+    /// Event type names or patterns; empty: every type.
+    pub event_types: Vec<String>,
+    /// All must hold.
+    pub all_of: Vec<FilterRecord>,
+    /// At least one must hold, when not empty.
+    pub any_of: Vec<FilterRecord>,
 }
 
 /// Where agents register, relative to the etcd prefix: `agents/{id}`.

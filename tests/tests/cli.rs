@@ -81,6 +81,8 @@ async fn endpoint_update_enable_and_disable() -> anyhow::Result<()> {
             "internal",
             "--filter",
             "amount gt 10",
+            "--filter-rule",
+            r#"{"event_types": ["order.paid"], "any_of": ["currency not_in [\"XXX\"]", "amount gte 100"]}"#,
             "--load-only",
             "amount",
             "--chunk-size",
@@ -121,6 +123,17 @@ async fn endpoint_update_enable_and_disable() -> anyhow::Result<()> {
     );
     assert_eq!(s.skip_keys, ["internal"]);
     assert_eq!(s.filters.len(), 1);
+    assert_eq!(s.filter_rules.len(), 1);
+    assert_eq!(s.filter_rules[0].event_types, ["order.paid"]);
+    assert_eq!(
+        s.filter_rules[0].any_of[0].op,
+        herald_proto::v1::FilterOp::NotIn as i32
+    );
+    // The JSON output shows rules as the flag takes them.
+    assert_eq!(
+        updated["filter_rules"][0]["any_of"][1], "amount gte 100",
+        "{updated}"
+    );
     assert_eq!(s.load_only, ["amount"]);
     assert_eq!(
         (s.chunk_size, s.chunk_delay_ms, s.rate_limit_per_sec),

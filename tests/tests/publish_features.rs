@@ -339,3 +339,184 @@ async fn a_large_event_fanned_out_to_many_endpoints_reaches_each() -> anyhow::Re
     }
     Ok(())
 }
+
+fn rule(types: &[&str], all_of: Vec<pb::Filter>, any_of: Vec<pb::Filter>) -> pb::FilterRule {
+    pb::FilterRule {
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+        all_of,
+        any_of,
+    }
+}
+
+/// Seed 003's filters: operators with bounds and exclusions, any-of
+/// groups, and rules that differ by entity inside one webhook.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_by_event_type_any_of_groups_and_bounds() -> anyhow::Result<()> {
+    use pb::FilterOp::{Eq, Gte, Lte, NotIn};
+    let mut c = Cluster::start().await?;
+    let receiver = Receiver::start().await;
+    for t in ["Contact.created", "Account.updated", "Lead.created"] {
+        c.api.event_type(t).await?;
+    }
+    c.api.tenant("acme").await?;
+    let api = &mut c.api;
+    // One webhook, filtered per entity: French contacts; gold accounts or
+    // big ones; no lost leads (a filter for every type).
+    create(
+        api,
+        pb::EndpointSpec {
+            filters: vec![filter("stage", NotIn, r#"["lost"]"#)],
+            filter_rules: vec![
+                rule(
+                    &["Contact.*"],
+                    vec![filter("country", Eq, r#""FR""#)],
+                    vec![],
+                ),
+                rule(
+                    &["Account.*"],
+                    vec![],
+                    vec![
+                        filter("tier", Eq, r#""gold""#),
+                        filter("revenue", Gte, "1000000"),
+                    ],
+                ),
+            ],
+            ..spec(&receiver, "crm")
+        },
+    )
+    .await?;
+    // Inclusive bounds: 100 ≤ amount ≤ 200.
+    create(
+        api,
+        pb::EndpointSpec {
+            filters: vec![filter("amount", Gte, "100"), filter("amount", Lte, "200")],
+            ..spec(&receiver, "range")
+        },
+    )
+    .await?;
+    let events = [
+        (
+            "Contact.created",
+            json!({"id": 1, "country": "FR", "amount": 100}),
+        ),
+        (
+            "Contact.created",
+            json!({"id": 2, "country": "DE", "amount": 200}),
+        ),
+        (
+            "Account.updated",
+            json!({"id": 3, "tier": "gold", "amount": 99}),
+        ),
+        (
+            "Account.updated",
+            json!({"id": 4, "revenue": 1000000, "amount": 201}),
+        ),
+        ("Account.updated", json!({"id": 5, "revenue": 999999})),
+        (
+            "Lead.created",
+            json!({"id": 6, "stage": "new", "amount": 150}),
+        ),
+        (
+            "Lead.created",
+            json!({"id": 7, "stage": "lost", "amount": 150}),
+        ),
+        // Reaches both; each endpoint is ordered, so seeing it means every
+        // earlier event that matched has arrived.
+        (
+            "Lead.created",
+            json!({"id": 8, "country": "FR", "tier": "gold", "amount": 100}),
+        ),
+    ];
+    for (i, (t, data)) in events.iter().enumerate() {
+        let mut e = event(&format!("r{i}"), data.clone());
+        e.event_type = t.to_string();
+        api.publish.publish(e).await?;
+    }
+    let want = BTreeMap::from([
+        ("/crm".to_string(), vec![1, 3, 4, 6, 8]),
+        ("/range".to_string(), vec![1, 2, 6, 7, 8]),
+    ]);
+    let total: usize = want.values().map(Vec::len).sum();
+    receiver.wait_for(total, Duration::from_secs(15)).await;
+    let mut got: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in receiver.received() {
+        let id = r.json()["data"]["id"].as_u64().unwrap_or(0);
+        got.entry(r.uri.path().to_string()).or_default().push(id);
+    }
+    assert_eq!(got, want, "ordered endpoints, so in publish order");
+
+    // The endpoint reads back as it was given.
+    let listed = api
+        .endpoints
+        .list_endpoints(pb::ListEndpointsRequest {
+            tenant_id: "acme".into(),
+        })
+        .await?
+        .into_inner();
+    let crm = listed
+        .endpoints
+        .iter()
+        .find_map(|e| e.spec.as_ref().filter(|s| s.name == "crm"))
+        .ok_or_else(|| anyhow::anyhow!("crm not listed"))?;
+    assert_eq!(crm.filter_rules.len(), 2);
+    assert_eq!(crm.filter_rules[1].any_of[1].op, Gte as i32);
+    assert_eq!(crm.filters[0].op, NotIn as i32);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_filter_rules_are_refused_naming_the_field() -> anyhow::Result<()> {
+    use pb::FilterOp::{Eq, NotIn};
+    let mut c = Cluster::start().await?;
+    let receiver = Receiver::start().await;
+    c.api.event_type("order.updated").await?;
+    c.api.tenant("acme").await?;
+    let ok = || filter("a", Eq, "1");
+    let cases = [
+        (
+            vec![rule(&["order.unknown"], vec![ok()], vec![])],
+            "spec.filter_rules[0].event_types[0]",
+        ),
+        (
+            vec![
+                rule(&["order.*"], vec![ok()], vec![]),
+                rule(&[], vec![], vec![]),
+            ],
+            "spec.filter_rules[1]",
+        ),
+        (
+            vec![rule(&[], vec![ok()], vec![filter("a", NotIn, r#""x""#)])],
+            "spec.filter_rules[0].any_of[0].value_json",
+        ),
+        (
+            vec![rule(
+                &[],
+                vec![ok(), filter("a", pb::FilterOp::Unspecified, "1")],
+                vec![],
+            )],
+            "spec.filter_rules[0].all_of[1].op",
+        ),
+        (
+            vec![rule(&["bad pattern"], vec![ok()], vec![])],
+            "spec.filter_rules[0].event_types[0]",
+        ),
+        (
+            (0..21).map(|_| rule(&[], vec![ok()], vec![])).collect(),
+            "spec.filter_rules",
+        ),
+    ];
+    for (rules, field) in cases {
+        let s = pb::EndpointSpec {
+            filter_rules: rules,
+            ..spec(&receiver, "x")
+        };
+        let e = create(&mut c.api, s).await.expect_err(field);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}");
+        assert!(
+            e.message().starts_with(&format!("{field}: ")),
+            "{field}: {}",
+            e.message()
+        );
+    }
+    Ok(())
+}

@@ -54,7 +54,7 @@ impl Api {
                 .filter(|e| {
                     e.record.accepts_events()
                         && (r.skip_key.is_empty() || !e.record.skip_keys.contains(&r.skip_key))
-                        && e.rules.admit(&payload, change)
+                        && e.rules.admit(&r.event_type, &payload, change)
                 })
                 .map(|e| {
                     // load_only: this endpoint gets only the listed fields.

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use herald_proto::v1 as pb;
 use herald_shared::filter::Rules;
-use herald_shared::model::{AuthRecord, BodySignatureRecord, EndpointRecord, FilterRecord, Method};
+use herald_shared::model::{
+    AuthRecord, BodySignatureRecord, EndpointRecord, FilterRecord, FilterRuleRecord, Method,
+};
 use herald_shared::{pattern, retry};
 
 use super::limits::*;
@@ -38,7 +40,7 @@ pub fn endpoint_spec(
     json("spec.custom_data_json", &spec.custom_data_json, true)?;
     labels(&spec.labels)?;
     let shape = shape(&spec, method)?;
-    let filters = rules(&spec)?;
+    let (filters, filter_rules) = rules(&spec, catalog)?;
     let body_signature = body_signature(spec.body_signature.as_ref(), &headers)?;
     let auth = auth(spec.auth.and_then(|a| a.kind))?;
     let retry_schedule_ms = match spec.retry {
@@ -64,6 +66,7 @@ pub fn endpoint_spec(
         queue_while_disabled: spec.queue_while_disabled,
         skip_keys: spec.skip_keys,
         filters,
+        filter_rules,
         on_field_change: spec.on_field_change,
         load_only: spec.load_only,
         retry_schedule_ms,
@@ -248,10 +251,13 @@ fn max_in_flight(ordering: i32, asked: u32) -> Result<u32> {
     }
 }
 
-/// Skip keys, filters, on-field-change and load-only; returns the filters
-/// as stored. The rules are parsed as the publish path will parse them, so
-/// a bad one fails here.
-fn rules(spec: &pb::EndpointSpec) -> Result<Vec<FilterRecord>> {
+/// Skip keys, filters, rules, on-field-change and load-only; returns the
+/// filters and rules as stored. They are parsed as the publish path will
+/// parse them, so a bad one fails here.
+fn rules(
+    spec: &pb::EndpointSpec,
+    catalog: &Catalog,
+) -> Result<(Vec<FilterRecord>, Vec<FilterRuleRecord>)> {
     count("spec.skip_keys", spec.skip_keys.len(), MAX_SKIP_KEYS)?;
     for (i, k) in spec.skip_keys.iter().enumerate() {
         if k.is_empty() || k.len() > MAX_SKIP_KEY {
@@ -267,46 +273,98 @@ fn rules(spec: &pb::EndpointSpec) -> Result<Vec<FilterRecord>> {
         MAX_PATHS,
     )?;
     count("spec.load_only", spec.load_only.len(), MAX_PATHS)?;
-    count("spec.filters", spec.filters.len(), MAX_FILTERS)?;
-    let mut filters = Vec::with_capacity(spec.filters.len());
-    for (i, f) in spec.filters.iter().enumerate() {
-        if f.value_json.len() > MAX_FILTER_VALUE {
-            return Err(Error::invalid(
-                format!("spec.filters[{i}].value_json"),
-                format!("must be at most {MAX_FILTER_VALUE} bytes"),
-            ));
-        }
-        filters.push(FilterRecord {
-            path: f.path.clone(),
-            op: filter_op(i, f.op)?.to_string(),
-            value_json: f.value_json.clone(),
-        });
+    let filters = filter_list("spec.filters", &spec.filters)?;
+    count(
+        "spec.filter_rules",
+        spec.filter_rules.len(),
+        MAX_FILTER_RULES,
+    )?;
+    let mut filter_rules = Vec::with_capacity(spec.filter_rules.len());
+    for (i, r) in spec.filter_rules.iter().enumerate() {
+        filter_rules.push(filter_rule(&format!("spec.filter_rules[{i}]"), r, catalog)?);
+    }
+    // One budget for every condition keeps the largest spec storable.
+    let conditions = filters.len()
+        + filter_rules
+            .iter()
+            .map(|r| r.all_of.len() + r.any_of.len())
+            .sum::<usize>();
+    if conditions > MAX_FILTERS {
+        return Err(Error::invalid(
+            "spec.filter_rules",
+            format!("has {conditions} conditions with spec.filters; at most {MAX_FILTERS} in all"),
+        ));
     }
     let probe = EndpointRecord {
         filters: filters.clone(),
+        filter_rules: filter_rules.clone(),
         on_field_change: spec.on_field_change.clone(),
         load_only: spec.load_only.clone(),
         ..EndpointRecord::default()
     };
     Rules::from_record(&probe)
         .map_err(|(field, e)| Error::invalid(format!("spec.{field}"), e.to_string()))?;
-    Ok(filters)
+    Ok((filters, filter_rules))
 }
 
-fn filter_op(i: usize, op: i32) -> Result<&'static str> {
-    match pb::FilterOp::try_from(op) {
-        Ok(pb::FilterOp::Eq) => Ok("eq"),
-        Ok(pb::FilterOp::Ne) => Ok("ne"),
-        Ok(pb::FilterOp::In) => Ok("in"),
-        Ok(pb::FilterOp::Gt) => Ok("gt"),
-        Ok(pb::FilterOp::Lt) => Ok("lt"),
-        Ok(pb::FilterOp::Contains) => Ok("contains"),
-        Ok(pb::FilterOp::Exists) => Ok("exists"),
-        Ok(pb::FilterOp::Unspecified) | Err(_) => Err(Error::invalid(
-            format!("spec.filters[{i}].op"),
-            format!("{op} is not an operator (EQ, NE, IN, GT, LT, CONTAINS, EXISTS)"),
-        )),
+/// One scoped rule: its event types as subscriptions are checked (names
+/// must be in the catalog, patterns well formed) and its conditions.
+fn filter_rule(field: &str, r: &pb::FilterRule, catalog: &Catalog) -> Result<FilterRuleRecord> {
+    count(
+        &format!("{field}.event_types"),
+        r.event_types.len(),
+        MAX_RULE_EVENT_TYPES,
+    )?;
+    for (i, p) in r.event_types.iter().enumerate() {
+        let field = format!("{field}.event_types[{i}]");
+        super::pattern(&field, p)?;
+        if !pattern::is_wildcard(p) && !catalog.contains_key(p) {
+            return Err(Error::invalid(field, format!("unknown event type '{p}'")));
+        }
     }
+    if r.all_of.is_empty() && r.any_of.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "needs at least one condition in all_of or any_of",
+        ));
+    }
+    Ok(FilterRuleRecord {
+        event_types: r.event_types.clone(),
+        all_of: filter_list(&format!("{field}.all_of"), &r.all_of)?,
+        any_of: filter_list(&format!("{field}.any_of"), &r.any_of)?,
+    })
+}
+
+/// A list of conditions, bounded in count and value size, with known
+/// operators.
+fn filter_list(field: &str, given: &[pb::Filter]) -> Result<Vec<FilterRecord>> {
+    count(field, given.len(), MAX_FILTERS)?;
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.value_json.len() > MAX_FILTER_VALUE {
+                return Err(Error::invalid(
+                    format!("{field}[{i}].value_json"),
+                    format!("must be at most {MAX_FILTER_VALUE} bytes"),
+                ));
+            }
+            let op = crate::convert::filter_op_name(f.op).ok_or_else(|| {
+                Error::invalid(
+                    format!("{field}[{i}].op"),
+                    format!(
+                        "{} is not an operator (EQ, NE, IN, NOT_IN, GT, GTE, LT, LTE, CONTAINS, EXISTS)",
+                        f.op
+                    ),
+                )
+            })?;
+            Ok(FilterRecord {
+                path: f.path.clone(),
+                op: op.to_string(),
+                value_json: f.value_json.clone(),
+            })
+        })
+        .collect()
 }
 
 fn body_signature(

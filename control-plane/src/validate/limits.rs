@@ -52,8 +52,12 @@ pub const MAX_LABEL_KEY: usize = 128;
 pub const MAX_LABEL_VALUE: usize = 256;
 /// Most skip keys of one endpoint.
 pub const MAX_SKIP_KEYS: usize = 100;
-/// Most filters of one endpoint.
+/// Most conditions of one endpoint: its filters and those of every rule.
 pub const MAX_FILTERS: usize = 50;
+/// Most scoped filter rules of one endpoint.
+pub const MAX_FILTER_RULES: usize = 20;
+/// Most event type names or patterns one filter rule names.
+pub const MAX_RULE_EVENT_TYPES: usize = 32;
 /// Longest filter value (JSON text).
 pub const MAX_FILTER_VALUE: usize = 4096;
 /// Longest Basic auth username or password.
@@ -156,6 +160,12 @@ pub fn table() -> Vec<(&'static str, String)> {
             "endpoint `filters`",
             format!(
                 "at most {MAX_FILTERS}; path 1..={MAX_PATH} bytes, value JSON of at most {MAX_FILTER_VALUE} bytes"
+            ),
+        ),
+        (
+            "endpoint `filter_rules`",
+            format!(
+                "at most {MAX_FILTER_RULES}; each names at most {MAX_RULE_EVENT_TYPES} event types or patterns and has at least one condition in `all_of` or `any_of`, each checked as a filter; at most {MAX_FILTERS} conditions in all, counting `filters`"
             ),
         ),
         (
