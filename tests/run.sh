@@ -11,6 +11,14 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
+# deploy/kubernetes/validate.sh (tests/tests/deploy_files.rs too) installs
+# its tools from PyPI into a Python virtualenv: Debian's python3 needs
+# python3-venv for that.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
 # Integration tests run the real binaries; build them first.
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
