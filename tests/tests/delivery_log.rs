@@ -157,6 +157,12 @@ async fn every_attempt_is_logged_with_request_and_response() -> anyhow::Result<(
     assert_eq!(st.next_attempt_at_ms, 0);
     assert_eq!(st.last_success.as_ref().map(|s| s.status_code), Some(200));
     let lf = st.last_failure.clone().unwrap_or_default();
+    // Which delivery they were, to open it in the log.
+    assert_eq!(
+        st.last_success.as_ref().map(|s| s.delivery_id.as_str()),
+        Some(done[0].delivery_id.as_str())
+    );
+    assert_eq!(lf.delivery_id, done[0].delivery_id);
     assert_eq!(
         (lf.status_code, lf.response_body.as_str()),
         (502, "request 2: answered 502")

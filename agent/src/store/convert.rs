@@ -166,6 +166,7 @@ pub fn summary(ix: &Index, e: &Entry, d: &DeliveryRec) -> pb::DeliverySummary {
 pub fn stats(endpoint_id: &str, c: &Counters, queue_depth: u64) -> pb::EndpointStats {
     let brief = |b: &Option<AttemptBrief>| {
         b.as_ref().map(|b| pb::AttemptSummary {
+            delivery_id: b.delivery.map(|id| id.to_string()).unwrap_or_default(),
             at_ms: b.at_ms,
             status_code: b.status_code,
             error_kind: i32::from(b.error_kind),

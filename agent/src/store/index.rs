@@ -418,7 +418,7 @@ impl Index {
             entry.state = st;
             entry.last_attempt = Some(loc);
         }
-        count_attempt(self.counters_mut(e.endpoint), a);
+        count_attempt(self.counters_mut(e.endpoint), a, e.id);
     }
 
     fn purge(&mut self, endpoint_id: &str) {
@@ -497,7 +497,7 @@ fn remove_key(index: &mut HashMap<Sym, BTreeSet<LogKey>>, owner: Sym, key: &LogK
 /// Bytes of the response body kept in the counters' last success/failure.
 const BRIEF_BODY: usize = 256;
 
-fn brief(a: &Attempt) -> AttemptBrief {
+fn brief(a: &Attempt, delivery: IdKey) -> AttemptBrief {
     let mut body = a.log.response_body.clone();
     if body.len() > BRIEF_BODY {
         let mut cut = BRIEF_BODY;
@@ -507,6 +507,7 @@ fn brief(a: &Attempt) -> AttemptBrief {
         body.truncate(cut);
     }
     AttemptBrief {
+        delivery: Some(delivery),
         at_ms: a.log.started_at_ms,
         status_code: a.log.response_status,
         error_kind: a.log.error_kind,
@@ -516,24 +517,24 @@ fn brief(a: &Attempt) -> AttemptBrief {
     }
 }
 
-fn count_attempt(c: &mut Counters, a: &Attempt) {
+fn count_attempt(c: &mut Counters, a: &Attempt, delivery: IdKey) {
     c.attempts += 1;
     match a.outcome {
         Outcome::Succeeded => {
             c.successes += 1;
             c.failures_since_last_success = 0;
             c.deliveries_failed_in_a_row = 0;
-            c.last_success = Some(brief(a));
+            c.last_success = Some(brief(a, delivery));
         }
         Outcome::Retry(_) | Outcome::Held => {
             c.failures_since_last_success += 1;
-            c.last_failure = Some(brief(a));
+            c.last_failure = Some(brief(a, delivery));
         }
         Outcome::FailedForGood => {
             c.failures += 1;
             c.failures_since_last_success += 1;
             c.deliveries_failed_in_a_row += 1;
-            c.last_failure = Some(brief(a));
+            c.last_failure = Some(brief(a, delivery));
         }
     }
 }

@@ -105,6 +105,8 @@ fn read_counters(tx: &redb::ReadTransaction) -> Result<Vec<(String, Counters)>> 
         };
         let brief = |a: Option<pb::AttemptSummary>| {
             a.map(|a| super::record::AttemptBrief {
+                // The old store never recorded which delivery it was.
+                delivery: None,
                 at_ms: a.at_ms,
                 status_code: a.status_code,
                 error_kind: u8::try_from(a.error_kind).unwrap_or(0),

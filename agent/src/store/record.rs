@@ -3,7 +3,9 @@
 //! editing `agent.proto` cannot change what is on it. Each record is one
 //! kind byte followed by its fields in the order written here (see
 //! `codec.rs`); a new field goes at the end of its record with a new
-//! format version, and decoding of every older version stays.
+//! format version, or into a new kind of record that replaces the old one
+//! (as `CHECKPOINT_2` did `CHECKPOINT`), and decoding of every older
+//! version and kind stays.
 
 use super::codec::{Dec, DecodeError, Enc};
 
@@ -260,6 +262,9 @@ pub struct Counters {
 /// The short form of an attempt the counters keep.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AttemptBrief {
+    /// The delivery attempted (`None` when read from a checkpoint written
+    /// before briefs named it).
+    pub delivery: Option<IdKey>,
     pub at_ms: i64,
     pub status_code: u32,
     pub error_kind: u8,
@@ -305,7 +310,10 @@ const PURGE: u8 = 5;
 const MARK_LATE: u8 = 6;
 const RESET_STREAK: u8 = 7;
 const SEEN: u8 = 8;
+/// Counters whose briefs have no delivery id (read only).
 const CHECKPOINT: u8 = 9;
+/// Counters whose briefs name their delivery.
+const CHECKPOINT_2: u8 = 10;
 
 impl Record {
     /// Appends the kind byte and the fields.
@@ -363,7 +371,7 @@ impl Record {
                 next_position,
                 endpoints,
             } => {
-                e.u8(CHECKPOINT);
+                e.u8(CHECKPOINT_2);
                 e.var(*next_seq);
                 e.var(*next_position);
                 e.var(endpoints.len() as u64);
@@ -423,13 +431,14 @@ impl Record {
                 }
                 Record::Seen { ids }
             }
-            CHECKPOINT => {
+            kind @ (CHECKPOINT | CHECKPOINT_2) => {
+                let named = kind == CHECKPOINT_2;
                 let next_seq = d.var()?;
                 let next_position = d.var()?;
                 let n = d.var()? as usize;
                 let mut endpoints = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
-                    endpoints.push((d.str()?, decode_counters(&mut d)?));
+                    endpoints.push((d.str()?, decode_counters(&mut d, named)?));
                 }
                 Record::Checkpoint {
                     next_seq,
@@ -653,6 +662,13 @@ fn encode_brief(e: &mut Enc, b: &Option<AttemptBrief>) {
         return;
     };
     e.bool(true);
+    match b.delivery {
+        Some(id) => {
+            e.bool(true);
+            encode_id(e, id);
+        }
+        None => e.bool(false),
+    }
     e.int(b.at_ms);
     e.var(u64::from(b.status_code));
     e.u8(b.error_kind);
@@ -661,11 +677,18 @@ fn encode_brief(e: &mut Enc, b: &Option<AttemptBrief>) {
     e.var(u64::from(b.duration_ms));
 }
 
-fn decode_brief(d: &mut Dec) -> Result<Option<AttemptBrief>, DecodeError> {
+/// `named`: written as `CHECKPOINT_2`, with the delivery's id.
+fn decode_brief(d: &mut Dec, named: bool) -> Result<Option<AttemptBrief>, DecodeError> {
     if !d.bool()? {
         return Ok(None);
     }
+    let delivery = if named && d.bool()? {
+        Some(decode_id(d)?)
+    } else {
+        None
+    };
     Ok(Some(AttemptBrief {
+        delivery,
         at_ms: d.int()?,
         status_code: d.u32()?,
         error_kind: d.u8()?,
@@ -687,7 +710,7 @@ fn encode_counters(e: &mut Enc, c: &Counters) {
     encode_brief(e, &c.last_failure);
 }
 
-fn decode_counters(d: &mut Dec) -> Result<Counters, DecodeError> {
+fn decode_counters(d: &mut Dec, named: bool) -> Result<Counters, DecodeError> {
     Ok(Counters {
         events: d.var()?,
         attempts: d.var()?,
@@ -696,8 +719,8 @@ fn decode_counters(d: &mut Dec) -> Result<Counters, DecodeError> {
         failures_since_last_success: d.var()?,
         deliveries_failed_in_a_row: d.u32()?,
         last_event_at_ms: d.int()?,
-        last_success: decode_brief(d)?,
-        last_failure: decode_brief(d)?,
+        last_success: decode_brief(d, named)?,
+        last_failure: decode_brief(d, named)?,
     })
 }
 
@@ -783,6 +806,11 @@ mod tests {
                     "ep".into(),
                     Counters {
                         events: 3,
+                        last_success: Some(AttemptBrief {
+                            delivery: Some(IdKey::from_num(42)),
+                            status_code: 204,
+                            ..Default::default()
+                        }),
                         last_failure: Some(AttemptBrief {
                             status_code: 500,
                             ..Default::default()
@@ -797,6 +825,42 @@ mod tests {
             r.encode(&mut buf);
             assert_eq!(Record::decode(&buf).unwrap(), r);
         }
+    }
+
+    /// A checkpoint of the first kind (briefs without delivery ids), as
+    /// stores written before `CHECKPOINT_2` hold, still reads.
+    #[test]
+    fn a_checkpoint_of_the_first_kind_reads() {
+        let mut buf = Vec::new();
+        let mut e = Enc(&mut buf);
+        e.u8(CHECKPOINT);
+        e.var(10); // next_seq
+        e.var(11); // next_position
+        e.var(1);
+        e.str("ep");
+        for v in [3, 4, 1, 2, 3, 2] {
+            e.var(v); // events … deliveries_failed_in_a_row
+        }
+        e.int(99); // last_event_at_ms
+        e.bool(false); // no last success
+        e.bool(true); // last failure: at, status, kind, error, body, duration
+        e.int(98);
+        e.var(500);
+        e.u8(5);
+        e.str("boom");
+        e.str("body");
+        e.var(12);
+        let Record::Checkpoint { endpoints, .. } = Record::decode(&buf).unwrap() else {
+            panic!("not a checkpoint");
+        };
+        let c = &endpoints[0].1;
+        assert_eq!(
+            (c.events, c.failures, c.deliveries_failed_in_a_row),
+            (3, 2, 2)
+        );
+        let f = c.last_failure.as_ref().unwrap();
+        assert_eq!((f.delivery, f.status_code, f.duration_ms), (None, 500, 12));
+        assert_eq!(f.error, "boom");
     }
 
     #[test]

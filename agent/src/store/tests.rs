@@ -517,6 +517,17 @@ async fn compaction_drops_old_segments_and_keeps_what_is_live() {
         (st.events, st.successes, st.attempts, st.queue_depth),
         (200, 199, 200, 1)
     );
+    // The checkpoint keeps which delivery the last success and failure were.
+    let named = |b: &Option<pb::AttemptSummary>| b.as_ref().map(|b| b.delivery_id.clone());
+    assert_eq!(
+        named(&st.last_failure),
+        Some(q[0].delivery.delivery_id.clone())
+    );
+    let last = named(&st.last_success).unwrap_or_default();
+    assert!(
+        last.starts_with("dlv_") && last != q[0].delivery.delivery_id,
+        "{last}"
+    );
     let all = pb::ListDeliveriesRequest {
         tenant_id: "acme".into(),
         ..Default::default()

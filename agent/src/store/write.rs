@@ -32,9 +32,29 @@ const MAX_GROUP: usize = 512;
 pub const RETAIN_BATCH: usize = 5_000;
 /// Most segments one retention pass compacts (bounds its time).
 const COMPACT_PER_PASS: usize = 8;
-/// A sealed segment is compacted once at most this share of its bytes
-/// (the live deliveries' records) is still live (1/4).
+/// The oldest sealed segment is compacted once its live bytes are at most
+/// this share (1/4) of the dead bytes compaction can reach (see
+/// [`worth_compacting`]).
 const COMPACT_LIVE_DIVISOR: u64 = 4;
+
+/// Whether to compact the oldest sealed segment, given (live, length) of
+/// every sealed segment, oldest first. Compaction goes oldest first (a
+/// younger segment may hold the Drop that buries an older one's delivery),
+/// so a mostly live oldest segment blocks the rest: it is moved once the
+/// dead bytes of all sealed segments are at least 4 times what moving it
+/// copies. Each byte copied thus frees at least 4, and a long-lived
+/// delivery at the head of the log cannot keep a growing tail of dead
+/// segments on disk.
+pub(super) fn worth_compacting(sealed: &[(u64, u64)]) -> bool {
+    let Some(&(live, _)) = sealed.first() else {
+        return false;
+    };
+    let dead: u64 = sealed
+        .iter()
+        .map(|(live, len)| len.saturating_sub(*live))
+        .sum();
+    dead > 0 && live * COMPACT_LIVE_DIVISOR <= dead
+}
 
 /// One request to the writer.
 pub(super) enum WriteOp {
@@ -686,12 +706,7 @@ impl Writer {
         if oldest >= self.log.active_segment() {
             return Ok(false);
         }
-        let live = self
-            .read_index()
-            .segs
-            .get(&oldest)
-            .map_or(0, |c| c.live_bytes);
-        if live * COMPACT_LIVE_DIVISOR > self.log.segment_len(oldest) {
+        if !worth_compacting(&self.sealed_segments()) {
             return Ok(false);
         }
         let records = self.log.read_segment(oldest)?;
@@ -723,6 +738,28 @@ impl Writer {
             .remove(&oldest);
         tracing::debug!(segment = oldest, "store segment compacted");
         Ok(true)
+    }
+
+    /// (live bytes, length) of each sealed segment, oldest first.
+    fn sealed_segments(&self) -> Vec<(u64, u64)> {
+        let active = self.log.active_segment();
+        let seg_numbers: Vec<u32> = self
+            .log
+            .segments()
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .filter(|s| *s < active)
+            .collect();
+        let ix = self.read_index();
+        seg_numbers
+            .into_iter()
+            .map(|s| {
+                let live = ix.segs.get(&s).map_or(0, |c| c.live_bytes);
+                (live, self.log.segment_len(s))
+            })
+            .collect()
     }
 
     /// Writes ids to the ids log (before the main log lets go of them),
@@ -842,5 +879,46 @@ fn note_endpoint(res: &mut Inserted, endpoint_id: &str) {
     match res.endpoints.iter_mut().find(|(e, _)| e == endpoint_id) {
         Some((_, n)) => *n += 1,
         None => res.endpoints.push((endpoint_id.to_string(), 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_compacting;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_mostly_dead_oldest_segment_is_compacted() {
+        assert!(worth_compacting(&[(100, 4096)]));
+        assert!(!worth_compacting(&[(2000, 4096)]), "mostly live, alone");
+        assert!(!worth_compacting(&[]));
+        assert!(!worth_compacting(&[(0, 0)]), "nothing to free");
+    }
+
+    #[test]
+    fn a_live_head_moves_once_enough_is_dead_behind_it() {
+        let head = (1133, 4134);
+        assert!(!worth_compacting(&[head, (0, 1000)]));
+        assert!(worth_compacting(&[head, (0, 4096), (0, 4096)]));
+    }
+
+    proptest! {
+        /// More dead segments behind the head never stop a compaction,
+        /// and enough of them always start one: a live head cannot hold
+        /// an ever-growing dead tail on disk.
+        #[test]
+        fn dead_segments_behind_the_head_unblock_it(
+            segs in proptest::collection::vec((0u64..5000, 0u64..5000), 1..8),
+            dead_len in 1u64..5000,
+        ) {
+            let segs: Vec<(u64, u64)> = segs.into_iter().map(|(a, b)| (a.min(b), b)).collect();
+            let mut more = segs.clone();
+            more.push((0, dead_len));
+            prop_assert!(!worth_compacting(&segs) || worth_compacting(&more));
+            let head_live = segs[0].0;
+            let tail = (head_live * 4).div_ceil(dead_len) as usize;
+            more.extend(std::iter::repeat_n((0, dead_len), tail));
+            prop_assert!(worth_compacting(&more));
+        }
     }
 }

@@ -196,6 +196,7 @@ pub fn attempt_row(a: &Attempt) -> Vec<String> {
 
 fn attempt_summary_json(a: &AttemptSummary) -> Value {
     json!({
+        "delivery_id": a.delivery_id,
         "at_ms": a.at_ms,
         "status_code": a.status_code,
         "error_kind": error_kind_name(a.error_kind()),
@@ -234,6 +235,9 @@ pub fn attempt_summary_text(a: Option<&AttemptSummary>) -> String {
         return "-".into();
     };
     let mut parts = vec![time(a.at_ms)];
+    if !a.delivery_id.is_empty() {
+        parts.push(a.delivery_id.clone());
+    }
     parts.push(match a.status_code {
         0 => "no answer".into(),
         c => format!("status {c}"),
@@ -325,11 +329,12 @@ mod tests {
             error: "HTTP 500".into(),
             response_body: "oops\nbroken".into(),
             duration_ms: 12,
+            delivery_id: "dlv_1".into(),
         };
         let text = attempt_summary_text(Some(&failure));
         assert!(text.starts_with(&time(failure.at_ms)), "{text}");
         assert!(
-            text.ends_with("status 500, 12 ms, status, error: HTTP 500, body: oops broken"),
+            text.ends_with("dlv_1, status 500, 12 ms, status, error: HTTP 500, body: oops broken"),
             "{text}"
         );
         let timeout = AttemptSummary {
