@@ -101,6 +101,18 @@ pub struct Config {
     /// "10.20.0.0/16,127.0.0.1". Everything non-public is refused otherwise.
     #[arg(long, env = "HERALD_ALLOW_CIDRS", value_delimiter = ',')]
     pub allow_cidr: Vec<crate::egress::Cidr>,
+    /// `herald.endpoint.failing` fires when at least this percent of an
+    /// endpoint's attempts over `--failing-window-secs` failed (once per
+    /// crossing; re-armed under half of it); 0: never.
+    #[arg(long, env = "HERALD_FAILING_THRESHOLD_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub failing_threshold_percent: u32,
+    /// The window of `--failing-threshold-percent`, in seconds.
+    #[arg(long, env = "HERALD_FAILING_WINDOW_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub failing_window_secs: u64,
+    /// Fewer attempts than this in the window never make an endpoint
+    /// failing.
+    #[arg(long, env = "HERALD_FAILING_MIN_ATTEMPTS", default_value_t = 10)]
+    pub failing_min_attempts: u64,
     /// Log format: "pretty" or "json".
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

@@ -19,9 +19,12 @@ use herald_shared::retry;
 use herald_shared::time::now_ms;
 
 use crate::auth::History;
+use crate::failing;
 use crate::http::{self, Outcome};
+use crate::operational;
 use crate::state::AgentState;
 use crate::store::{AttemptResult, Queued, Store};
+use herald_shared::operational::Failure;
 
 /// Items read from the store per batch.
 const BATCH: usize = 64;
@@ -36,6 +39,10 @@ enum Done {
     FailedForGood {
         ep: Arc<pb::DeliveryEndpoint>,
         error: String,
+        /// The last attempt's failure, for the disable request.
+        last: Failure,
+        /// `herald.delivery.exhausted` for each delivery of the chunk.
+        exhausted: Vec<pb::AgentMessage>,
         /// The endpoint's deliveries in a row that failed for good, this one
         /// included (stored, so it survives restarts).
         in_a_row: u32,
@@ -66,6 +73,8 @@ struct Pace {
     next_start: Mutex<Option<tokio::time::Instant>>,
     /// Loaded from the store on first use, then kept up to date.
     history: Mutex<Option<History>>,
+    /// Recent attempts, for `herald.endpoint.failing`.
+    failing: Mutex<failing::Window>,
 }
 
 impl Pace {
@@ -104,6 +113,8 @@ pub struct DispatchConfig {
     pub max_concurrency: usize,
     /// Response body bytes kept in the attempt log.
     pub response_body_limit: usize,
+    /// When an endpoint counts as failing.
+    pub failing: failing::Settings,
 }
 
 /// A running worker: how to wake it and how to stop it.
@@ -127,8 +138,10 @@ struct Inner {
     permits: Semaphore,
     body_limit: usize,
     workers: Mutex<HashMap<String, Worker>>,
-    /// Messages for the control plane (disable requests).
+    /// Messages for the control plane (disable requests, operational
+    /// events).
     outbox: mpsc::Sender<pb::AgentMessage>,
+    failing: failing::Settings,
     cancel: CancellationToken,
 }
 
@@ -151,6 +164,7 @@ impl Dispatcher {
                 body_limit: config.response_body_limit,
                 workers: Mutex::default(),
                 outbox,
+                failing: config.failing,
                 cancel,
             }),
         }
@@ -337,14 +351,19 @@ impl Inner {
         let Done::FailedForGood {
             ep,
             error,
+            last,
+            exhausted,
             in_a_row,
         } = done
         else {
             return;
         };
+        for m in exhausted {
+            self.report(m);
+        }
         if in_a_row >= ep.disable_after_failures.max(1) {
             let reason = format!("{in_a_row} deliveries in a row failed for good; last: {error}");
-            if self.disable(&ep, reason).await {
+            if self.disable(&ep, reason, &last).await {
                 // Once enabled again, the endpoint gets a fresh count.
                 self.store.reset_failure_streak(&ep.id).await;
             }
@@ -353,7 +372,7 @@ impl Inner {
 
     /// Asks the control plane to disable `ep` and waits (bounded) for the new
     /// config; true once a newer config arrived.
-    async fn disable(&self, ep: &pb::DeliveryEndpoint, reason: String) -> bool {
+    async fn disable(&self, ep: &pb::DeliveryEndpoint, reason: String, last: &Failure) -> bool {
         tracing::warn!(endpoint = %ep.id, %reason, "asking to disable endpoint");
         let msg = pb::AgentMessage {
             kind: Some(pb::agent_message::Kind::DisableEndpoint(
@@ -362,6 +381,7 @@ impl Inner {
                     tenant_id: ep.tenant_id.clone(),
                     reason,
                     revision: ep.revision,
+                    last_failure: Some(operational::summary(last)),
                 },
             )),
         };
@@ -472,6 +492,7 @@ impl Inner {
                 Outcome::Delivered { .. } => m.attempts_ok.inc(),
                 Outcome::Failed { .. } => m.attempts_failed.inc(),
             }
+            self.watch_failure_rate(&ep, pace, &attempted);
             attempts += 1;
             let (status, error, retry_after) = match attempted.outcome {
                 Outcome::Delivered { status } => {
@@ -524,21 +545,54 @@ impl Inner {
                 }
             }
             drop(busy_guard);
+            let last = operational::failure(&head.delivery.delivery_id, &attempted.record, &error);
             match result {
                 AttemptResult::FailedForGood => {
                     m.failed.add(size);
+                    let exhausted = chunk
+                        .iter()
+                        .filter_map(|q| {
+                            operational::exhausted(&ep, q, attempts, &attempted.record, &error)
+                        })
+                        .collect();
                     return Some(Done::FailedForGood {
                         ep,
                         error,
+                        last,
+                        exhausted,
                         in_a_row,
                     });
                 }
                 AttemptResult::Held => {
-                    self.disable(&ep, "the receiver answered 410 Gone".into())
+                    self.disable(&ep, "the receiver answered 410 Gone".into(), &last)
                         .await;
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Counts an attempt toward the endpoint's failure rate, and reports a
+    /// crossing of the threshold.
+    fn watch_failure_rate(&self, ep: &pb::DeliveryEndpoint, pace: &Pace, a: &http::Attempted) {
+        let failed = matches!(a.outcome, Outcome::Failed { .. });
+        let crossing = pace
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&self.failing, now_ms(), failed);
+        if let Some(f) = crossing {
+            tracing::warn!(endpoint = %ep.id, attempts = f.attempts, failed = f.failed, "endpoint failing");
+            self.report(operational::failing(ep, &f));
+        }
+    }
+
+    /// Sends an operational event to the control plane, without waiting:
+    /// they are reports, and a full outbox (no control plane for a while)
+    /// must not hold deliveries back.
+    fn report(&self, m: pb::AgentMessage) {
+        if self.outbox.try_send(m).is_err() {
+            tracing::warn!("control-plane outbox full or closed; an operational event is dropped");
         }
     }
 
@@ -627,6 +681,11 @@ mod tests {
             DispatchConfig {
                 max_concurrency: 1,
                 response_body_limit: 1024,
+                failing: failing::Settings {
+                    threshold_percent: 0,
+                    window_ms: 1,
+                    min_attempts: 1,
+                },
             },
             outbox,
             CancellationToken::new(),

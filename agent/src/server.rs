@@ -55,6 +55,11 @@ pub async fn run(
         DispatchConfig {
             max_concurrency: config.max_concurrency,
             response_body_limit: config.response_body_limit,
+            failing: crate::failing::Settings {
+                threshold_percent: config.failing_threshold_percent,
+                window_ms: (config.failing_window_secs * 1000) as i64,
+                min_attempts: config.failing_min_attempts,
+            },
         },
         outbox.clone(),
         cancel.clone(),

@@ -25,6 +25,10 @@ pub struct Config {
     /// Accept http:// endpoint URLs. For development only.
     #[arg(long, env = "HERALD_ALLOW_HTTP")]
     pub allow_http: bool,
+    /// A tenant whose endpoints (subscribed to `herald.*`) get Herald's
+    /// operational events about every tenant, beside each tenant's own.
+    #[arg(long, env = "HERALD_OPERATOR_TENANT")]
+    pub operator_tenant: Option<String>,
     /// Largest accepted event payload, in bytes.
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
     pub max_payload_bytes: usize,

@@ -109,6 +109,7 @@ pub async fn run(
         config,
         stopping: cancel.clone(),
     });
+    api.ensure_operational_types().await?;
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
 

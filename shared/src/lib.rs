@@ -10,6 +10,7 @@ pub mod filter;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod operational;
 pub mod pattern;
 #[cfg(feature = "process")]
 pub mod process;

@@ -232,11 +232,14 @@ impl EndpointRecord {
         self.enabled || self.queue_while_disabled
     }
 
-    /// Whether this endpoint wants events of type `name`.
+    /// Whether this endpoint wants events of type `name`. Herald's own
+    /// events reach only patterns that name their prefix (`herald.*`), not
+    /// a catch-all `*`.
     pub fn subscribes_to(&self, name: &str) -> bool {
+        let own = crate::operational::is_operational(name);
         self.event_types
             .iter()
-            .any(|p| crate::pattern::matches(p, name))
+            .any(|p| (!own || crate::operational::opts_in(p)) && crate::pattern::matches(p, name))
     }
 }
 

@@ -620,12 +620,36 @@ async fn a_tenant_limited_key_sees_only_its_tenants() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A key made through one replica reaches another through etcd's watch:
+/// waits until `replica` knows it (a call is no longer refused as from an
+/// unknown key).
+async fn until_known(replica: &mut Clients) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        match replica
+            .tenants
+            .list_tenants(pb::ListTenantsRequest {})
+            .await
+        {
+            Err(s) if s.code() == Code::Unauthenticated => {
+                anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "the replica never learned the key"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_revoked_on_one_replica_stops_on_the_other() -> anyhow::Result<()> {
     let mut c = Cluster::start().await?;
     let cp2 = ControlPlane::start(&c.etcd, &[])?;
     let k = key(&mut c.api, "ci", &["config:read"], &[]).await?;
     let mut on2 = Clients::connect(&cp2.url, Some(&k)).await?;
+    until_known(&mut on2).await?;
     on2.tenants.list_tenants(pb::ListTenantsRequest {}).await?;
     let id = k.split('_').nth(1).unwrap().to_string();
     let listed = c
@@ -782,7 +806,8 @@ async fn refusals_are_counted_and_reflection_can_be_turned_off() -> anyhow::Resu
         .await;
     let publisher = key(&mut c.api, "pub", &["publish"], &[]).await?;
     let mut p = Clients::connect(&cp2.url, Some(&publisher)).await?;
-    let _ = p.tenants.list_tenants(pb::ListTenantsRequest {}).await;
+    // Its last call is the one refusal for scope.
+    until_known(&mut p).await?;
     let text = herald_tests::metrics::scrape(&metrics).await?;
     assert!(
         text.contains("herald_auth_refusals_total{reason=\"missing\"} 1"),

@@ -65,6 +65,7 @@ impl Api {
     ) {
         let mut changes = self.view().subscribe();
         let mut owned = HashSet::new();
+        let reports = self.publish_reports_in_order();
         if self.sync_agent(agent_id, &mut owned, &tx).await.is_err() {
             return;
         }
@@ -78,6 +79,13 @@ impl Api {
                                 tracing::warn!(error = %e, "cannot disable endpoint; the agent will ask again");
                             }
                         });
+                        Ok(())
+                    }
+                    Some(Ok(pb::AgentMessage { kind: Some(pb::agent_message::Kind::OperationalEvent(e)) })) => {
+                        // In the order the agent saw them.
+                        if reports.try_send(e).is_err() {
+                            tracing::warn!("too many operational events queued; one is dropped");
+                        }
                         Ok(())
                     }
                     Some(Ok(pb::AgentMessage { kind: Some(pb::agent_message::Kind::HandoffComplete(h)) })) => {

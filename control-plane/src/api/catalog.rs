@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::store::{CreateConflict, Versioned, keys};
 use crate::validate;
 
-fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     format!("{}{name}", keys::EVENT_TYPES)
 }
 
@@ -125,7 +125,9 @@ impl CatalogService for Api {
         &self,
         req: Request<pb::ArchiveEventTypeRequest>,
     ) -> Result<Response<pb::EventType>, Status> {
-        let current = self.load_event_type(&req.into_inner().name).await?;
+        let name = req.into_inner().name;
+        validate::reserved("name", &name)?;
+        let current = self.load_event_type(&name).await?;
         if current.value.archived {
             return Ok(Response::new(convert::event_type(
                 &current.value,

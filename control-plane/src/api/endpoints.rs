@@ -49,11 +49,12 @@ impl Api {
         if !current.value.enabled || current.revision != req.revision {
             return Ok(());
         }
+        let now = now_ms();
         let rec = EndpointRecord {
             enabled: false,
             disabled_reason: req.reason.clone(),
-            disabled_at_ms: now_ms(),
-            updated_at_ms: now_ms(),
+            disabled_at_ms: now,
+            updated_at_ms: now,
             ..current.value
         };
         let key = key(&rec.tenant_id, &rec.id);
@@ -64,6 +65,8 @@ impl Api {
             .is_some()
         {
             tracing::warn!(endpoint = %rec.id, tenant = %rec.tenant_id, reason = %req.reason, "endpoint disabled");
+            self.publish_disabled(&rec, "herald", &req.reason, now, req.last_failure.as_ref())
+                .await;
         }
         Ok(())
     }
@@ -182,6 +185,7 @@ impl EndpointService for Api {
         )?;
         let mut spec = self.checked_spec(r.spec)?;
         let old = self.load_endpoint(&r.tenant_id, &r.id).await?.value;
+        let (was_enabled, old_reason) = (old.enabled, old.disabled_reason.clone());
         if asked.is_some_and(|ed| ed != old.signs_with_ed25519()) {
             return Err(Error::invalid(
                 "spec.signature_scheme",
@@ -238,6 +242,15 @@ impl EndpointService for Api {
             .into());
         };
         self.settle(rev).await?;
+        match (was_enabled, rec.enabled) {
+            (false, true) => self.publish_enabled(&rec, &old_reason).await,
+            (true, false) => {
+                let reason = "disabled through the API";
+                self.publish_disabled(&rec, "api", reason, rec.updated_at_ms, None)
+                    .await
+            }
+            _ => {}
+        }
         Ok(Response::new(convert::endpoint(&rec, rev)))
     }
 

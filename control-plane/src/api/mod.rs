@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod deliveries;
 pub mod endpoints;
+pub mod operational;
 pub mod publish;
 pub mod tenants;
 

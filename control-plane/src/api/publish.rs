@@ -14,8 +14,23 @@ use crate::validate;
 
 impl Api {
     /// Checks a publish and builds one delivery per matching endpoint.
-    fn plan_publish(&self, r: pb::PublishRequest) -> Result<(String, Vec<pb::Delivery>)> {
+    /// Herald's own event types are refused unless `own` (Herald publishes
+    /// them itself).
+    fn plan_publish(
+        &self,
+        r: pb::PublishRequest,
+        own: bool,
+    ) -> Result<(String, Vec<pb::Delivery>)> {
         let checked = validate::publish(&r, self.config().max_payload_bytes)?;
+        if !own && herald_shared::operational::is_operational(&r.event_type) {
+            return Err(Error::invalid(
+                "event_type",
+                format!(
+                    "'{}': the herald. types are Herald's own events, published by Herald only",
+                    r.event_type
+                ),
+            ));
+        }
         let (payload, previous) = (checked.payload, checked.previous);
         let change = herald_shared::filter::Change {
             previous: previous.as_ref(),
@@ -124,7 +139,7 @@ impl Api {
         let mut planned = Vec::new();
         let matching = tracing::info_span!("herald.match", events = events.len());
         for (i, r) in events.into_iter().enumerate() {
-            match matching.in_scope(|| self.plan_publish(r)) {
+            match matching.in_scope(|| self.plan_publish(r, false)) {
                 Ok((event_id, deliveries)) => {
                     results.push(pb::PublishResult {
                         event_id,
@@ -161,7 +176,7 @@ impl Api {
     /// Plans and routes one publish; the event id and the endpoints matched.
     async fn publish_inner(&self, r: pb::PublishRequest) -> Result<(String, u32)> {
         let (event_id, mut deliveries) =
-            tracing::info_span!("herald.match").in_scope(|| self.plan_publish(r))?;
+            tracing::info_span!("herald.match").in_scope(|| self.plan_publish(r, false))?;
         let span = tracing::Span::current();
         span.record("herald.event_id", event_id.as_str());
         span.record("herald.endpoints_matched", deliveries.len());
@@ -171,6 +186,17 @@ impl Api {
             self.route(deliveries).await?;
         }
         Ok((event_id, matched))
+    }
+
+    /// Publishes one of Herald's own events; the endpoints matched.
+    pub(crate) async fn publish_internal(&self, r: pb::PublishRequest) -> Result<u32> {
+        let (_, mut deliveries) = self.plan_publish(r, true)?;
+        let matched = deliveries.len() as u32;
+        if !deliveries.is_empty() {
+            stamp_trace(&mut deliveries);
+            self.route(deliveries).await?;
+        }
+        Ok(matched)
     }
 
     /// Hands deliveries to their agents, in a span of its own.

@@ -78,11 +78,24 @@ pub fn json(field: &str, value: &str, object_only: bool) -> Result<()> {
 /// The fields of an event type.
 pub fn event_type(rec: &EventTypeRecord) -> Result<()> {
     name("name", &rec.name)?;
+    reserved("name", &rec.name)?;
     text("group", &rec.group)?;
     display_text("display_name", &rec.display_name, limits::MAX_KIND, false)?;
     text("description", &rec.description)?;
     json("schema_json", &rec.schema_json, true)?;
     json("example_json", &rec.example_json, false)
+}
+
+/// Refuses the names of Herald's own event types, which only Herald
+/// creates and publishes.
+pub fn reserved(field: &str, name: &str) -> Result<()> {
+    if herald_shared::operational::is_operational(name) {
+        return Err(Error::invalid(
+            field,
+            format!("'{name}': the herald. prefix is reserved for Herald's own events"),
+        ));
+    }
+    Ok(())
 }
 
 /// A JWT secret: at least 32 bytes (HS256 wants a key as long as its
