@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
 use herald_shared::model::SlotMap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -39,21 +39,26 @@ pub async fn run(
     }
 }
 
+/// Reads everything under the prefix into a fresh view, in pages at one
+/// revision (a consistent snapshot, however large).
+async fn load(store: &Store) -> Result<View> {
+    let prefix = store.prefix().to_string();
+    let mut fresh = View::default();
+    fresh.revision = store
+        .scan("", |key, value, revision| {
+            if let Some(rel) = key.strip_prefix(&prefix) {
+                apply_put(store, &mut fresh, rel, value, revision);
+            }
+        })
+        .await?;
+    Ok(fresh)
+}
+
 async fn sync(store: &Store, view: &ViewHandle, slots_changed: &Notify) -> Result<()> {
     let mut client = store.client();
     let prefix = store.prefix().to_string();
-    let resp = client
-        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-        .await?;
-    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-    let mut fresh = View::default();
-    fresh.revision = revision;
-    for kv in resp.kvs() {
-        let key = String::from_utf8_lossy(kv.key());
-        if let Some(rel) = key.strip_prefix(&prefix) {
-            apply_put(store, &mut fresh, rel, kv.value(), kv.mod_revision());
-        }
-    }
+    let fresh = load(store).await?;
+    let revision = fresh.revision;
     view.replace(fresh);
     slots_changed.notify_one();
     tracing::debug!(revision, "config view loaded");
