@@ -147,7 +147,8 @@ impl BacklogReport {
 }
 
 /// Total size of the files under `dir`, KiB.
-fn dir_kib(dir: &Path) -> u64 {
+/// Bytes under `dir`, KiB.
+pub fn dir_kib(dir: &Path) -> u64 {
     fn walk(p: &Path) -> u64 {
         let Ok(entries) = std::fs::read_dir(p) else {
             return 0;

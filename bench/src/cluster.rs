@@ -24,6 +24,9 @@ pub static AUTH_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// certificates made for the run.
 pub static TLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// When not 0, each agent's `--max-concurrency`.
+pub static AGENT_MAX_CONCURRENCY: AtomicUsize = AtomicUsize::new(0);
+
 /// The tenant every benchmark endpoint belongs to.
 pub const TENANT: &str = "bench";
 
@@ -66,6 +69,10 @@ impl Cluster {
             cp_args.push("--insecure-no-auth".into());
         }
         let mut agent_env = vec![("RUST_LOG".to_string(), RUST_LOG.to_string())];
+        match AGENT_MAX_CONCURRENCY.load(Ordering::Relaxed) {
+            0 => {}
+            n => agent_env.push(("HERALD_MAX_CONCURRENCY".into(), n.to_string())),
+        }
         let (pki, cp, api) = if TLS.load(Ordering::Relaxed) {
             let pki = herald_tests::pki::Pki::new("bench")?;
             let member = pki.issue("member")?;
@@ -114,6 +121,21 @@ impl Cluster {
         };
         cluster.wait_settled().await?;
         Ok(cluster)
+    }
+
+    /// Starts one more control plane on this etcd, as the first was, giving
+    /// it `limit` to load the config and serve. The wait runs on a blocking
+    /// thread, so a stop signal still ends the run meanwhile.
+    pub async fn start_control_plane(&self, limit: Duration) -> anyhow::Result<ControlPlane> {
+        let mut args: Vec<&'static str> = Vec::new();
+        if AUTH_OFF.load(Ordering::Relaxed) {
+            args.push("--insecure-no-auth");
+        }
+        let (url, key) = (self.etcd.url.clone(), self.etcd.admin_key.clone());
+        tokio::task::spawn_blocking(move || {
+            ControlPlane::start_on(&url, &key, &args, RUST_LOG, limit)
+        })
+        .await?
     }
 
     /// Starts one more agent (its slots then move to it).

@@ -43,6 +43,17 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<IdleReport> {
     // answered; wait until their memory stops growing.
     let after = settled(&cluster).await;
 
+    // What an operator restarting a control plane waits for.
+    eprintln!("herald-bench: starting a second control plane");
+    let t = Instant::now();
+    let cp2 = cluster
+        .start_control_plane(Duration::from_secs(600))
+        .await?;
+    let cp_start_secs = t.elapsed().as_secs_f64();
+    let cp_start_rss_kib = procstat::sample(cp2.pid()).rss_kib;
+    drop(cp2);
+    let etcd_disk_kib = crate::backlog::dir_kib(cluster.etcd.dir());
+
     let processes = before
         .iter()
         .zip(&after)
@@ -59,6 +70,9 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<IdleReport> {
         endpoints: p.endpoints,
         created_per_sec,
         processes,
+        cp_start_secs,
+        cp_start_rss_kib,
+        etcd_disk_kib,
     })
 }
 

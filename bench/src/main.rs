@@ -18,6 +18,7 @@ mod load;
 mod params;
 mod procstat;
 mod publish;
+mod rebalance;
 mod receiver;
 mod report;
 
@@ -70,6 +71,10 @@ enum Scenario {
     /// 100,000 events queued on one agent, then a second agent joins: the
     /// time for half the slots and their queues to move; then the drain.
     Handoff(Opts),
+    /// 100,000 events queued over 1,000 endpoints on 3 agents; a fourth
+    /// joins, then is drained: the share of slots and queued events that
+    /// move each time (bound: 1/4 + 2 %).
+    Rebalance(Opts),
     /// Any mix of the flags (defaults: 1,000 events, 1 endpoint).
     Run(Opts),
     /// The failure run: agents killed -9 and restarted, a leader and an
@@ -161,6 +166,18 @@ impl Scenario {
                     ..d
                 },
             ),
+            Scenario::Rebalance(o) => (
+                "rebalance",
+                o,
+                Params {
+                    events: 100_000,
+                    endpoints: 1_000,
+                    agents: 3,
+                    concurrency: 8,
+                    batch_size: 100,
+                    ..d
+                },
+            ),
             Scenario::Run(o) => ("run", o, d),
             // Its own flags (`chaos::ChaosOpts`); `run` takes it first.
             Scenario::Chaos(_) => ("chaos", &NO_OPTS, d),
@@ -219,10 +236,18 @@ async fn run(cli: &Cli) -> ExitCode {
     }
     let (name, opts, defaults) = cli.scenario.resolve();
     let p = opts.over(defaults);
+    cluster::AGENT_MAX_CONCURRENCY.store(
+        p.agent_max_concurrency.unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let printed = if matches!(cli.scenario, Scenario::IdleEndpoints(_)) {
         idle::run(name, &p)
             .await
             .and_then(|r| Ok((show(cli.json, &r, r.text())?, true)))
+    } else if matches!(cli.scenario, Scenario::Rebalance(_)) {
+        rebalance::run(name, &p)
+            .await
+            .and_then(|r| Ok((show(cli.json, &r, r.text())?, r.within_bound())))
     } else if let Scenario::Backlog(_) | Scenario::Handoff(_) = cli.scenario {
         let handoff = matches!(cli.scenario, Scenario::Handoff(_));
         backlog::run(name, &p, handoff)
@@ -237,7 +262,7 @@ async fn run(cli: &Cli) -> ExitCode {
         Ok(((), true)) => ExitCode::SUCCESS,
         Ok(((), false)) => {
             eprintln!(
-                "herald-bench: FAILED: events missing, duplicated, out of order or misrouted"
+                "herald-bench: FAILED: events missing, duplicated, out of order or misrouted, or a bound missed"
             );
             ExitCode::FAILURE
         }

@@ -48,6 +48,10 @@ pub struct Opts {
     /// it, and time how long until deliveries resume.
     #[arg(long)]
     pub restart_agent: bool,
+    /// Each agent's `--max-concurrency` (default: the agent's own, 512).
+    /// Behind a slow receiver it is what an agent can deliver.
+    #[arg(long)]
+    pub agent_max_concurrency: Option<usize>,
 }
 
 /// The settings of one run, every field decided.
@@ -79,6 +83,8 @@ pub struct Params {
     pub chunk_size: u32,
     /// Backlog runs: crash and restart the agent before the drain.
     pub restart_agent: bool,
+    /// Each agent's `--max-concurrency`; None: the agent's default.
+    pub agent_max_concurrency: Option<usize>,
 }
 
 impl Default for Params {
@@ -97,6 +103,7 @@ impl Default for Params {
             stall_secs: 30,
             chunk_size: 1,
             restart_agent: false,
+            agent_max_concurrency: None,
         }
     }
 }
@@ -118,6 +125,7 @@ impl Opts {
             stall_secs: self.stall_secs.unwrap_or(d.stall_secs),
             chunk_size: self.chunk_size.unwrap_or(d.chunk_size),
             restart_agent: self.restart_agent || d.restart_agent,
+            agent_max_concurrency: self.agent_max_concurrency.or(d.agent_max_concurrency),
         }
     }
 }

@@ -245,6 +245,13 @@ pub struct IdleReport {
     pub created_per_sec: f64,
     /// Each process's RSS before and after.
     pub processes: Vec<IdleUse>,
+    /// A second control plane started on the same etcd: seconds until it
+    /// had loaded every endpoint and served.
+    pub cp_start_secs: f64,
+    /// That control plane's RSS once serving, KiB.
+    pub cp_start_rss_kib: u64,
+    /// etcd's data directory once everything is created, KiB.
+    pub etcd_disk_kib: u64,
 }
 
 /// One process's memory before and after creating the endpoints.
@@ -288,6 +295,13 @@ impl IdleReport {
                 p.bytes_per_endpoint
             );
         }
+        let _ = writeln!(
+            o,
+            "a second control plane loaded them and served in {:.2} s, at {:.1} MiB RSS; etcd data {:.1} MiB",
+            self.cp_start_secs,
+            self.cp_start_rss_kib as f64 / 1024.0,
+            self.etcd_disk_kib as f64 / 1024.0
+        );
         o
     }
 }

@@ -37,6 +37,11 @@ impl Etcd {
         Self::start_cluster(1)
     }
 
+    /// The directory holding every member's data.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Starts an etcd cluster of `n` members and waits until each serves.
     pub fn start_cluster(n: usize) -> anyhow::Result<Etcd> {
         let mut last_err = None;
@@ -228,26 +233,67 @@ impl ControlPlane {
         Self::spawn(etcd, extra, "info,herald_control_plane=debug", env)
     }
 
+    /// Like [`ControlPlane::start_with_log`], waiting up to `limit` for it
+    /// to serve (a large config takes a while to load).
+    pub fn start_within(
+        etcd: &Etcd,
+        extra: &[&str],
+        rust_log: &str,
+        limit: Duration,
+    ) -> anyhow::Result<ControlPlane> {
+        Self::spawn_within(&etcd.url, &etcd.admin_key, extra, rust_log, &[], limit)
+    }
+
+    /// Like [`ControlPlane::start_within`], given etcd's URL and admin key
+    /// (owned values, for a blocking thread).
+    pub fn start_on(
+        etcd_url: &str,
+        admin_key: &str,
+        extra: &[&str],
+        rust_log: &str,
+        limit: Duration,
+    ) -> anyhow::Result<ControlPlane> {
+        Self::spawn_within(etcd_url, admin_key, extra, rust_log, &[], limit)
+    }
+
     fn spawn(
         etcd: &Etcd,
         extra: &[&str],
         rust_log: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<ControlPlane> {
+        Self::spawn_within(
+            &etcd.url,
+            &etcd.admin_key,
+            extra,
+            rust_log,
+            env,
+            START_TIMEOUT,
+        )
+    }
+
+    fn spawn_within(
+        etcd_url: &str,
+        admin_key: &str,
+        extra: &[&str],
+        rust_log: &str,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> anyhow::Result<ControlPlane> {
         let mut cmd = Command::new(bin("herald-control-plane"));
         cmd.arg("--etcd-endpoints")
-            .arg(&etcd.url)
+            .arg(etcd_url)
             .arg("--listen=127.0.0.1:0")
             .arg("--allow-http")
             .args(extra)
             .env("RUST_LOG", rust_log)
-            .env("HERALD_BOOTSTRAP_KEY", &etcd.admin_key);
+            .env("HERALD_BOOTSTRAP_KEY", admin_key);
         isolate_env(&mut cmd, env);
         let mut proc = Proc::spawn("control-plane", cmd)?;
-        let addr = proc.wait_for_line("herald-control-plane listening on ", START_TIMEOUT)?;
+        let addr = proc.wait_for_line("herald-control-plane listening on ", limit)?;
         Ok(ControlPlane {
             url: format!("http://{addr}"),
-            admin_key: etcd.admin_key.clone(),
+            admin_key: admin_key.to_string(),
             proc,
         })
     }
