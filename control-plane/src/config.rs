@@ -22,6 +22,12 @@ pub struct Config {
     /// Address the gRPC API listens on (port 0 picks a free one).
     #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the HTTP listener: the JSON API (`/api/...`) and its
+    /// OpenAPI document (`/openapi.json`); off when unset. TLS with the
+    /// API's certificate when `--tls-cert` is given. Port 0 picks a free
+    /// one, printed on stdout.
+    #[arg(long, env = "HERALD_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Accept http:// endpoint URLs. For development only.
     #[arg(long, env = "HERALD_ALLOW_HTTP")]
     pub allow_http: bool,

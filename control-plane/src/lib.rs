@@ -11,6 +11,7 @@ pub mod convert;
 pub mod delivery_log;
 pub mod error;
 pub mod health;
+pub mod json_api;
 pub mod leader;
 pub mod metrics;
 pub mod router;

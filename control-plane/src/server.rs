@@ -64,9 +64,9 @@ pub async fn run(
         cancel.clone(),
     ));
     // Serve only once the first load is in: before it, every publish would
-    // find no tenants.
-    if !view.wait_for(1, Duration::from_secs(30)).await {
-        anyhow::bail!("could not load config from etcd within 30 s");
+    // find no tenants. A million endpoints take a while (BENCHMARKS.md).
+    if !view.wait_for(1, CONFIG_LOAD_LIMIT).await {
+        anyhow::bail!("could not load config from etcd within {CONFIG_LOAD_LIMIT:?}");
     }
 
     let clients = Arc::new(AgentClients::new(cluster_tls.clone()));
@@ -98,6 +98,16 @@ pub async fn run(
     );
     let log = DeliveryLog::new(view.clone(), clients);
     let tls = server_tls(&config, cluster_tls.as_ref())?;
+    // The HTTP listener's settings, taken before `config` moves into the API.
+    let config_http = config.http_listen;
+    let http_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) if config_http.is_some() => {
+            Some(crate::json_api::serve::tls_acceptor(cert, key)?)
+        }
+        _ => None,
+    };
+    let (api_view, insecure_no_auth, has_cluster_tls) =
+        (view.clone(), config.insecure_no_auth, cluster_tls.is_some());
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let api = Api::new(Parts {
@@ -110,6 +120,42 @@ pub async fn run(
         stopping: cancel.clone(),
     });
     api.ensure_operational_types().await?;
+    if let Some(listen) = config_http {
+        let access = crate::access::layer::AccessLayer::new(
+            api_view.clone(),
+            !insecure_no_auth,
+            has_cluster_tls,
+        );
+        let (incoming, rx) = tokio::sync::mpsc::channel(64);
+        let in_process = tonic::transport::Server::builder()
+            .layer(access)
+            .add_service(CatalogServiceServer::new(api.clone()))
+            .add_service(TenantServiceServer::new(api.clone()))
+            .add_service(EndpointServiceServer::new(api.clone()))
+            .add_service(PublishServiceServer::new(api.clone()))
+            .add_service(DeliveryServiceServer::new(api.clone()))
+            .add_service(ClusterServiceServer::new(api.clone()))
+            .add_service(AccessServiceServer::new(api.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                cancel.clone().cancelled_owned(),
+            );
+        tokio::spawn(async move {
+            if let Err(e) = in_process.await {
+                tracing::error!(error = %e, "the JSON API's in-process server failed");
+            }
+        });
+        let gateway =
+            crate::json_api::Gateway::new(crate::json_api::serve::in_process_channel(incoming));
+        let http = TcpListener::bind(listen).await?;
+        println!("herald-control-plane http on {}", http.local_addr()?);
+        tokio::spawn(crate::json_api::serve::serve(
+            http,
+            gateway.router(),
+            http_tls,
+            cancel.clone(),
+        ));
+    }
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
 
@@ -153,6 +199,8 @@ pub async fn run(
 
 /// How long a stopping control plane waits for in-flight calls.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for the first load of the config from etcd.
+const CONFIG_LOAD_LIMIT: Duration = Duration::from_secs(300);
 
 /// Puts the bootstrap key in etcd (if given and absent), and warns when
 /// access control is off.

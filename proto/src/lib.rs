@@ -4,6 +4,7 @@
 /// Package `herald.v1`.
 pub mod v1 {
     tonic::include_proto!("herald.v1");
+    include!(concat!(env!("OUT_DIR"), "/herald.v1.serde.rs"));
 }
 
 pub mod serving;

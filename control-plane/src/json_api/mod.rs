@@ -1,0 +1,99 @@
+//! The HTTP listener (`--http-listen`): the JSON API at
+//! `POST /api/{package.Service}/{Method}` and its OpenAPI document at
+//! `/openapi.json`.
+//!
+//! One implementation, not two: each JSON call becomes a gRPC call to the
+//! same services, through the same access layer, over an in-process
+//! connection (no socket), so validation, messages naming the field,
+//! access control, metrics and traces are those of gRPC. Bodies use the
+//! protobuf JSON mapping (pbjson); errors are Connect's `{code, message}`
+//! with the HTTP status of the code ([`status`]).
+
+pub mod methods;
+pub mod openapi;
+pub mod serve;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+
+/// Largest JSON body.
+const MAX_BODY: usize = 16 << 20;
+
+/// Headers passed on to the gRPC call.
+const FORWARDED: [&str; 3] = ["authorization", "traceparent", "tracestate"];
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct Gateway {
+    /// The in-process connection to the gRPC services.
+    channel: Channel,
+    /// The OpenAPI document, rendered once.
+    openapi: Arc<String>,
+}
+
+impl Gateway {
+    /// A gateway calling the services behind `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Gateway {
+            channel,
+            openapi: Arc::new(openapi::document().to_string()),
+        }
+    }
+
+    /// The routes of the HTTP listener.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/api/{service}/{method}", post(call))
+            .route("/openapi.json", get(openapi_json))
+            // Above what the gRPC side takes (4 MiB of protobuf, which
+            // JSON makes larger), so the gRPC limit is the one that speaks.
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+            .with_state(self)
+    }
+}
+
+async fn call(
+    State(g): State<Gateway>,
+    Path((service, method)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("{service}/{method}");
+    match methods::dispatch(&path, g.channel.clone(), metadata(&headers), body) {
+        Some(answer) => answer.await,
+        None => status::error(&tonic::Status::unimplemented(format!(
+            "no method {path}; see /openapi.json"
+        ))),
+    }
+}
+
+async fn openapi_json(State(g): State<Gateway>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        g.openapi.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// The headers a gRPC call carries as metadata.
+fn metadata(headers: &HeaderMap) -> MetadataMap {
+    let mut md = MetadataMap::new();
+    for name in FORWARDED {
+        if let Some(v) = headers
+            .get(name)
+            .and_then(|v| MetadataValue::try_from(v.as_bytes()).ok())
+        {
+            md.insert(MetadataKey::from_static(name), v);
+        }
+    }
+    md
+}
