@@ -74,12 +74,17 @@ start_control_plane() {
   local n=$1 addr
   HERALD_CLUSTER_CA=$work/certs/ca.pem \
     HERALD_CLUSTER_CERT=$work/certs/control-plane.pem HERALD_CLUSTER_KEY=$work/certs/control-plane.key \
-    "$bin/herald-control-plane" --listen 127.0.0.1:0 --allow-http >"$work/cp$n.log" 2>&1 &
+    "$bin/herald-control-plane" --listen 127.0.0.1:0 --allow-http \
+    --http-listen 127.0.0.1:0 --tls-cert "$work/certs/control-plane.pem" \
+    --tls-key "$work/certs/control-plane.key" >"$work/cp$n.log" 2>&1 &
   pids+=($!)
   addr=$(wait_line "$work/cp$n.log" "herald-control-plane listening on ")
+  http_addr=$(wait_line "$work/cp$n.log" "herald-control-plane http on ")
   control_planes="${control_planes:+$control_planes,}https://$addr"
   export HERALD_SERVER=${HERALD_SERVER:-https://$addr}
+  export HERALD_HTTP=${HERALD_HTTP:-https://$http_addr}
   echo "control plane   https://$addr   (log: $work/cp$n.log)"
+  echo "json api        https://$http_addr/api/{package.Service}/{Method}   (https://$http_addr/openapi.json)"
 }
 
 # Starts agent number $1 following every control plane started so far.

@@ -53,6 +53,7 @@ if $keep; then
   echo "Herald is running. In another shell:"
   echo "  export HERALD_SERVER=$HERALD_SERVER HERALD_API_KEY=$HERALD_API_KEY HERALD_CA_FILE=$HERALD_CA_FILE"
   echo "  $bin/herald publish --tenant acme --type invoice.activated --data '{\"invoice\":\"in_43\"}'"
+  echo "  curl --cacert \$HERALD_CA_FILE -H \"authorization: Bearer \$HERALD_API_KEY\" -d '{\"tenant_id\": \"acme\", \"event_type\": \"invoice.activated\", \"payload_json\": \"{}\"}' $HERALD_HTTP/api/herald.v1.PublishService/Publish"
   echo "  tail -f $work/receiver.log"
   echo "  $bin/herald delivery list --tenant acme"
   echo "  $bin/herald endpoint stats --tenant acme $endpoint"
