@@ -19,6 +19,13 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
 fi
+# The console's browser test (tests/tests/console.rs) drives Debian's
+# Chromium with playwright-core (npm, installed by tests/tools/console-test.sh).
+if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium nodejs npm >/dev/null
+fi
 # Integration tests run the real binaries; build them first.
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then

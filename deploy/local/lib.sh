@@ -84,6 +84,7 @@ start_control_plane() {
   export HERALD_SERVER=${HERALD_SERVER:-https://$addr}
   export HERALD_HTTP=${HERALD_HTTP:-https://$http_addr}
   echo "control plane   https://$addr   (log: $work/cp$n.log)"
+  echo "console         https://$http_addr/   sign in with $HERALD_API_KEY   (certificate from $work/certs/ca.pem)"
   echo "json api        https://$http_addr/api/{package.Service}/{Method}   (https://$http_addr/openapi.json)"
 }
 

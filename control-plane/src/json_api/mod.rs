@@ -1,6 +1,6 @@
 //! The HTTP listener (`--http-listen`): the JSON API at
-//! `POST /api/{package.Service}/{Method}` and its OpenAPI document at
-//! `/openapi.json`.
+//! `POST /api/{package.Service}/{Method}`, its OpenAPI document at
+//! `/openapi.json`, and the operator console at `/` ([`console`]).
 //!
 //! One implementation, not two: each JSON call becomes a gRPC call to the
 //! same services, through the same access layer, over an in-process
@@ -9,6 +9,7 @@
 //! protobuf JSON mapping (pbjson); errors are Connect's `{code, message}`
 //! with the HTTP status of the code ([`status`]).
 
+pub mod console;
 pub mod methods;
 pub mod openapi;
 pub mod serve;
@@ -54,6 +55,7 @@ impl Gateway {
         Router::new()
             .route("/api/{service}/{method}", post(call))
             .route("/openapi.json", get(openapi_json))
+            .merge(console::routes())
             // Above what the gRPC side takes (4 MiB of protobuf, which
             // JSON makes larger), so the gRPC limit is the one that speaks.
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

@@ -1,0 +1,139 @@
+// The console in a real browser (headless Chromium): what an operator does
+// from signing in to draining an agent, checking what is on the page at
+// each step, with a screenshot of each. Settings (environment):
+//   HERALD_HTTP     the control plane's HTTP listener, http://host:port
+//   HERALD_API_KEY  an admin key
+//   RECEIVER_URL    a receiver that answers 500 to the event with seq 2
+//   SHOTS           where screenshots go
+// Exits non-zero, saying what failed, on the first wrong step.
+import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
+
+const require = createRequire(`${process.env.PLAYWRIGHT_DIR}/node_modules/`);
+const { chromium } = require("playwright-core");
+
+const base = process.env.HERALD_HTTP;
+const key = process.env.HERALD_API_KEY;
+const receiver = process.env.RECEIVER_URL;
+const shots = process.env.SHOTS;
+mkdirSync(shots, { recursive: true });
+const WAIT = 20000;
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+}
+
+/** A publish through the JSON API, as curl would send it. */
+async function publish(seq) {
+  const r = await fetch(`${base}/api/herald.v1.PublishService/Publish`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ tenant_id: "acme", event_type: "order.created", payload_json: JSON.stringify({ seq }) }),
+  });
+  const answer = await r.json();
+  check(r.status === 200 && answer.endpoints_matched === 1, `publish ${seq}: ${r.status} ${JSON.stringify(answer)}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const dialogs = [];
+const pageErrors = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.setDefaultTimeout(WAIT);
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    d.accept();
+  });
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+  // Sign in.
+  await page.goto(`${base}/`);
+  await page.fill("input[name=key]", key);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#tenants");
+  check(!(await page.isHidden("#nav")), "the navigation shows once signed in");
+
+  // A tenant whose name is markup: it shows as text.
+  const hostile = "<img src=x onerror=alert(1)>";
+  await page.fill("input[name=tenant-id]", "acme");
+  await page.fill("input[name=tenant-name]", hostile);
+  await page.click("form button[type=submit]");
+  await page.waitForSelector("#tenants a:text-is('acme')");
+  check((await page.locator("#tenants img").count()) === 0, "no img element from the tenant name");
+  check((await page.textContent("#tenants")).includes(hostile), "the name shows as text");
+  await shot("tenants");
+
+  // An endpoint, created disabled; its secret is shown once; then on.
+  await page.click("#tenants a:text-is('acme')");
+  await page.waitForSelector("#endpoints");
+  await page.fill("input[name=endpoint-name]", "orders");
+  await page.fill("input[name=endpoint-url]", `${receiver}/hook`);
+  await page.fill("input[name=endpoint-types]", "order.*");
+  await page.click("form button[type=submit]");
+  const secret = await page.textContent("#new-secret");
+  check(secret.startsWith("whsec_"), `the secret is shown once: ${secret}`);
+  const row = page.locator("#endpoints tr[data-endpoint]");
+  await row.locator(".state-disabled").waitFor();
+  const endpoint = await row.getAttribute("data-endpoint");
+  await row.locator("button.toggle").click();
+  await page.waitForSelector("#endpoints .state-enabled");
+  await shot("endpoints");
+  check(!(await page.textContent("body")).includes(secret), "the secret is gone once the page changes");
+
+  // A publish through the JSON API reaches the log; its attempt expands.
+  await publish(1);
+  await page.goto(`${base}/#/t/acme/e/${endpoint}`);
+  const ok = page.locator("tr.delivery[data-status=succeeded]");
+  for (let i = 0; i < 100 && (await ok.count()) === 0; i++) {
+    await page.waitForTimeout(100);
+    await page.evaluate(() => window.dispatchEvent(new HashChangeEvent("hashchange")));
+    await page.waitForSelector("#deliveries");
+  }
+  check((await ok.count()) === 1, "the delivery shows as succeeded");
+  await ok.locator("button.expand").click();
+  await page.locator("details.attempt summary").first().click();
+  check((await page.textContent("details.attempt")).includes("status 200"), "the attempt shows the 200");
+  check((await page.textContent("pre.payload")).includes('"seq": 1'), "the payload shows");
+  check((await page.textContent("pre.request-headers")).includes("webhook-signature"), "the request headers show");
+
+  // The receiver fails the next event: a failed attempt and a retry show.
+  await publish(2);
+  const failing = page.locator("tr.delivery[data-status=retrying]");
+  for (let i = 0; i < 100 && (await failing.count()) === 0; i++) {
+    await page.waitForTimeout(100);
+    await page.evaluate(() => window.dispatchEvent(new HashChangeEvent("hashchange")));
+    await page.waitForSelector("#deliveries");
+  }
+  check((await failing.count()) === 1, "the failing delivery shows as retrying");
+  check((await failing.textContent()).includes("next "), "with when it is retried");
+  await failing.locator("button.expand").click();
+  await page.waitForSelector("details.attempt");
+  check((await page.textContent("tr.detail:not([hidden])")).includes("status 500"), "the failed attempt shows the 500");
+  const bars = await page.locator("#chart rect.bar-succeeded").count();
+  check(bars >= 1, "the chart has a bar of succeeded deliveries");
+  check((await page.locator("#chart rect.bar-retrying").count()) >= 1, "and one of retrying ones");
+  await shot("endpoint");
+
+  // Resend the delivered one.
+  await ok.locator("button.expand").click();
+  await ok.locator("xpath=following-sibling::tr[1]").locator("button.resend").click();
+  await page.waitForSelector("#resent");
+
+  // The cluster: drain the agent.
+  await page.goto(`${base}/#/cluster`);
+  await page.waitForSelector("#agents tr[data-agent]");
+  check((await page.textContent("#agents")).includes("active"), "the agent is active");
+  await page.click("#agents button.drain");
+  await page.waitForSelector("#agents td.agent-state:text-is('draining')");
+  await shot("cluster");
+
+  check(dialogs.length === 1 && dialogs[0].startsWith("Drain agent"), `only the drain confirmation: ${JSON.stringify(dialogs)}`);
+  check(pageErrors.length === 0, `no page errors: ${pageErrors.join("; ")}`);
+  console.log("console test passed");
+} finally {
+  await browser.close();
+}
