@@ -250,7 +250,7 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
         plan.publishers(),
         p.batch_size
     );
-    let published = publish::run(&cluster.api, &plan).await?;
+    let published = publish::run(&cluster.transport(), &plan).await?;
     let fill_per_sec = p.events as f64 / published.elapsed.as_secs_f64().max(1e-9);
     let full = agent_targets(&cluster);
     let disk_full_mib = full.iter().map(|(_, d)| dir_kib(d)).sum::<u64>() as f64 / 1024.0;

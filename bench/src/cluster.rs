@@ -24,6 +24,10 @@ pub static AUTH_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// certificates made for the run.
 pub static TLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// When set, the control plane serves the JSON API and the publishers use
+/// it instead of gRPC.
+pub static HTTP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// When not 0, each agent's `--max-concurrency`.
 pub static AGENT_MAX_CONCURRENCY: AtomicUsize = AtomicUsize::new(0);
 
@@ -44,6 +48,8 @@ pub struct Cluster {
     pub etcd: Etcd,
     /// gRPC clients of the control plane.
     pub api: Clients,
+    /// The JSON API, when the run publishes over HTTP.
+    pub http: Option<crate::publish::HttpApi>,
 }
 
 /// A Herald process to watch: its role and pid.
@@ -67,6 +73,14 @@ impl Cluster {
         let mut cp_args: Vec<String> = Vec::new();
         if AUTH_OFF.load(Ordering::Relaxed) {
             cp_args.push("--insecure-no-auth".into());
+        }
+        let http = HTTP.load(Ordering::Relaxed);
+        if http {
+            anyhow::ensure!(
+                !TLS.load(Ordering::Relaxed),
+                "--http with --tls is not supported"
+            );
+            cp_args.push("--http-listen=127.0.0.1:0".into());
         }
         let mut agent_env = vec![("RUST_LOG".to_string(), RUST_LOG.to_string())];
         match AGENT_MAX_CONCURRENCY.load(Ordering::Relaxed) {
@@ -111,7 +125,20 @@ impl Cluster {
         for _ in 0..agents.max(1) {
             started.push(start_agent(&etcd, &cp, &agent_env)?);
         }
+        let http = if http {
+            let addr = cp
+                .proc
+                .seen_line("herald-control-plane http on ")
+                .context("the control plane printed no http address")?;
+            Some(crate::publish::HttpApi::new(
+                format!("http://{addr}"),
+                cp.admin_key.clone(),
+            ))
+        } else {
+            None
+        };
         let mut cluster = Cluster {
+            http,
             agent_env,
             _pki: pki,
             agents: started,
@@ -121,6 +148,14 @@ impl Cluster {
         };
         cluster.wait_settled().await?;
         Ok(cluster)
+    }
+
+    /// How publishers reach the control plane in this run.
+    pub fn transport(&self) -> crate::publish::Transport {
+        crate::publish::Transport {
+            grpc: self.api.clone(),
+            http: self.http.clone(),
+        }
     }
 
     /// Starts one more control plane on this etcd, as the first was, giving

@@ -50,7 +50,7 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
     );
     let before = cluster.sample();
     let me_before = procstat::sample(std::process::id());
-    let published = publish::run(&cluster.api, &plan).await?;
+    let published = publish::run(&cluster.transport(), &plan).await?;
     wait_for_deliveries(
         &receiver,
         p.events as usize,

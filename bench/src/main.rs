@@ -43,6 +43,10 @@ struct Cli {
     /// run), as a deployment would.
     #[arg(long, global = true)]
     tls: bool,
+    /// Publish through the control plane's JSON API (HTTP/1.1, JSON bodies)
+    /// instead of gRPC, as a publisher without a gRPC stack would.
+    #[arg(long, global = true)]
+    http: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -190,6 +194,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     cluster::AUTH_OFF.store(cli.insecure_no_auth, std::sync::atomic::Ordering::Relaxed);
     cluster::TLS.store(cli.tls, std::sync::atomic::Ordering::Relaxed);
+    cluster::HTTP.store(cli.http, std::sync::atomic::Ordering::Relaxed);
     // reqwest is built without a default TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // On Ctrl-C or SIGTERM the run is dropped, which kills every process it

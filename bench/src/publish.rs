@@ -55,9 +55,67 @@ pub struct Outcome {
 /// Gives up on a call after this many failures.
 const MAX_ATTEMPTS: u64 = 20;
 
+/// The control plane's JSON API, for `--http` runs: the same calls as
+/// gRPC, as a publisher without a gRPC stack makes them.
+#[derive(Clone)]
+pub struct HttpApi {
+    base: String,
+    key: String,
+    client: reqwest::Client,
+}
+
+impl HttpApi {
+    /// The API at `base` (`http://host:port`) with `key`.
+    pub fn new(base: String, key: String) -> Self {
+        HttpApi {
+            base,
+            key,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs `req` to `method`; the answer, or the error's code and message.
+    async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        req: &Req,
+    ) -> anyhow::Result<Result<Resp, (String, String)>> {
+        let resp = self
+            .client
+            .post(format!(
+                "{}/api/herald.v1.PublishService/{method}",
+                self.base
+            ))
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(req)?)
+            .send()
+            .await?;
+        let ok = resp.status().is_success();
+        let body = resp.bytes().await?;
+        if ok {
+            return Ok(Ok(serde_json::from_slice(&body)?));
+        }
+        let e: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        Ok(Err((
+            e["code"].as_str().unwrap_or("unknown").to_string(),
+            e["message"].as_str().unwrap_or("").to_string(),
+        )))
+    }
+}
+
+/// How the publishers reach the control plane.
+#[derive(Clone)]
+pub struct Transport {
+    /// gRPC clients (always there: setup uses them).
+    pub grpc: Clients,
+    /// The JSON API, when the run publishes over HTTP.
+    pub http: Option<HttpApi>,
+}
+
 /// Publishes the plan; every event carries idempotency key `e{n}`, so a
 /// retried call never duplicates.
-pub async fn run(api: &Clients, plan: &Plan) -> anyhow::Result<Outcome> {
+pub async fn run(api: &Transport, plan: &Plan) -> anyhow::Result<Outcome> {
     let publishers = plan.publishers();
     let batch = plan.batch.clamp(1, MAX_BATCH);
     let pad = "x".repeat(plan.payload_bytes);
@@ -80,10 +138,16 @@ pub async fn run(api: &Clients, plan: &Plan) -> anyhow::Result<Outcome> {
                 let at = Instant::now();
                 let reqs: Vec<pb::PublishRequest> =
                     chunk.iter().map(|&n| request(&plan, &pad, n)).collect();
-                retries += if batch == 1 {
-                    publish_one(&mut api, reqs.into_iter().next().expect("one event")).await?
-                } else {
-                    publish_batch(&mut api, reqs).await?
+                retries += match (&api.http, batch) {
+                    (Some(http), 1) => {
+                        publish_one_http(http, reqs.into_iter().next().expect("one event")).await?
+                    }
+                    (Some(http), _) => publish_batch_http(http, reqs).await?,
+                    (None, 1) => {
+                        publish_one(&mut api.grpc, reqs.into_iter().next().expect("one event"))
+                            .await?
+                    }
+                    (None, _) => publish_batch(&mut api.grpc, reqs).await?,
                 };
                 calls += 1;
                 started.extend(chunk.iter().map(|&n| (n, at)));
@@ -183,6 +247,71 @@ async fn publish_batch(api: &mut Clients, events: Vec<pb::PublishRequest>) -> an
             }
             Err(status) if retryable(status.code()) => status.to_string(),
             Err(status) => anyhow::bail!("publish batch refused: {status}"),
+        };
+        failed += 1;
+        anyhow::ensure!(
+            failed < MAX_ATTEMPTS,
+            "publish batch failed {failed} times: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a JSON API error (by its Connect code name) is worth a retry.
+fn retryable_name(code: &str) -> bool {
+    !matches!(
+        code,
+        "invalid_argument" | "not_found" | "failed_precondition"
+    )
+}
+
+/// [`publish_one`] over the JSON API.
+async fn publish_one_http(http: &HttpApi, req: pb::PublishRequest) -> anyhow::Result<u64> {
+    let mut failed = 0;
+    loop {
+        match http.call::<_, pb::PublishResponse>("Publish", &req).await? {
+            Ok(r) => {
+                anyhow::ensure!(
+                    r.endpoints_matched == 1,
+                    "{} matched {} endpoints, not 1",
+                    req.idempotency_key,
+                    r.endpoints_matched
+                );
+                return Ok(failed);
+            }
+            Err((code, _)) if retryable_name(&code) && failed + 1 < MAX_ATTEMPTS => {
+                failed += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err((code, message)) => {
+                anyhow::bail!(
+                    "publish of {} failed: {code} {message}",
+                    req.idempotency_key
+                )
+            }
+        }
+    }
+}
+
+/// [`publish_batch`] over the JSON API.
+async fn publish_batch_http(
+    http: &HttpApi,
+    events: Vec<pb::PublishRequest>,
+) -> anyhow::Result<u64> {
+    let req = pb::PublishBatchRequest { events };
+    let mut failed = 0;
+    loop {
+        let error = match http
+            .call::<_, pb::PublishBatchResponse>("PublishBatch", &req)
+            .await?
+        {
+            Ok(r) => match r.results.iter().find(|r| r.code != "OK") {
+                None => return Ok(failed),
+                Some(bad) if bad.code == "UNAVAILABLE" => format!("{}: {}", bad.code, bad.message),
+                Some(bad) => anyhow::bail!("publish batch refused: {} {}", bad.code, bad.message),
+            },
+            Err((code, message)) if retryable_name(&code) => format!("{code}: {message}"),
+            Err((code, message)) => anyhow::bail!("publish batch refused: {code} {message}"),
         };
         failed += 1;
         anyhow::ensure!(

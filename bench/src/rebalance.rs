@@ -108,7 +108,7 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<RebalanceReport> {
         payload_bytes: p.payload_bytes,
     };
     eprintln!("herald-bench: queueing {} events", p.events);
-    publish::run(&cluster.api, &plan).await?;
+    publish::run(&cluster.transport(), &plan).await?;
     let before = cluster.wait_settled_view(Duration::from_secs(60)).await?;
 
     eprintln!("herald-bench: agent {} joins", p.agents + 1);

@@ -126,27 +126,18 @@ pub async fn run(
             !insecure_no_auth,
             has_cluster_tls,
         );
-        let (incoming, rx) = tokio::sync::mpsc::channel(64);
-        let in_process = tonic::transport::Server::builder()
-            .layer(access)
-            .add_service(CatalogServiceServer::new(api.clone()))
+        // The public services behind the same access layer, called as a
+        // tower service: no socket, no HTTP/2 framing in between.
+        let routes = tonic::service::Routes::new(CatalogServiceServer::new(api.clone()))
             .add_service(TenantServiceServer::new(api.clone()))
             .add_service(EndpointServiceServer::new(api.clone()))
             .add_service(PublishServiceServer::new(api.clone()))
             .add_service(DeliveryServiceServer::new(api.clone()))
             .add_service(ClusterServiceServer::new(api.clone()))
-            .add_service(AccessServiceServer::new(api.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::ReceiverStream::new(rx),
-                cancel.clone().cancelled_owned(),
-            );
-        tokio::spawn(async move {
-            if let Err(e) = in_process.await {
-                tracing::error!(error = %e, "the JSON API's in-process server failed");
-            }
-        });
+            .add_service(AccessServiceServer::new(api.clone()));
+        let services = tower_layer::Layer::layer(&access, routes);
         let gateway =
-            crate::json_api::Gateway::new(crate::json_api::serve::in_process_channel(incoming));
+            crate::json_api::Gateway::new(tower::util::BoxCloneSyncService::new(services));
         let http = TcpListener::bind(listen).await?;
         println!("herald-control-plane http on {}", http.local_addr()?);
         tokio::spawn(crate::json_api::serve::serve(

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use herald_proto::v1 as pb;
 use http::uri::PathAndQuery;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
+
+use super::Services;
 
 use super::status::{Answer, error};
 
@@ -24,13 +25,13 @@ macro_rules! methods {
         /// for one the API does not serve.
         pub fn dispatch(
             path: &str,
-            channel: Channel,
+            services: Services,
             metadata: MetadataMap,
             body: Bytes,
         ) -> Option<Pin<Box<dyn Future<Output = Answer> + Send>>> {
             Some(match path {
                 $( $( concat!($svc, "/", $m) => Box::pin(unary::<$req, $resp>(
-                    channel,
+                    services,
                     concat!("/", $svc, "/", $m),
                     metadata,
                     body,
@@ -89,7 +90,7 @@ methods! {
 /// One unary call: JSON body → request, the gRPC call, answer → JSON. An
 /// empty body is the empty request.
 async fn unary<Req, Resp>(
-    channel: Channel,
+    services: Services,
     path: &'static str,
     metadata: MetadataMap,
     body: Bytes,
@@ -114,7 +115,7 @@ where
             }
         }
     };
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(services);
     if let Err(e) = grpc.ready().await {
         return error(&tonic::Status::unavailable(format!("not ready: {e}")));
     }

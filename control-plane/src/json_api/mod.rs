@@ -3,9 +3,10 @@
 //! `/openapi.json`, and the operator console at `/` ([`console`]).
 //!
 //! One implementation, not two: each JSON call becomes a gRPC call to the
-//! same services, through the same access layer, over an in-process
-//! connection (no socket), so validation, messages naming the field,
-//! access control, metrics and traces are those of gRPC. Bodies use the
+//! same services, through the same access layer, made in-process on the
+//! services as a tower service (no socket, no HTTP/2 framing), so
+//! validation, messages naming the field, access control, metrics and
+//! traces are those of gRPC. Bodies use the
 //! protobuf JSON mapping (pbjson); errors are Connect's `{code, message}`
 //! with the HTTP status of the code ([`status`]).
 
@@ -24,7 +25,13 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::Channel;
+
+/// The gRPC services as one tower service (behind the access layer).
+pub type Services = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    std::convert::Infallible,
+>;
 
 /// Largest JSON body.
 const MAX_BODY: usize = 16 << 20;
@@ -35,17 +42,17 @@ const FORWARDED: [&str; 3] = ["authorization", "traceparent", "tracestate"];
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct Gateway {
-    /// The in-process connection to the gRPC services.
-    channel: Channel,
+    /// The gRPC services, called in-process.
+    services: Services,
     /// The OpenAPI document, rendered once.
     openapi: Arc<String>,
 }
 
 impl Gateway {
-    /// A gateway calling the services behind `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// A gateway calling `services`.
+    pub fn new(services: Services) -> Self {
         Gateway {
-            channel,
+            services,
             openapi: Arc::new(openapi::document().to_string()),
         }
     }
@@ -70,7 +77,7 @@ async fn call(
     body: Bytes,
 ) -> Response {
     let path = format!("{service}/{method}");
-    match methods::dispatch(&path, g.channel.clone(), metadata(&headers), body) {
+    match methods::dispatch(&path, g.services.clone(), metadata(&headers), body) {
         Some(answer) => answer.await,
         None => status::error(&tonic::Status::unimplemented(format!(
             "no method {path}; see /openapi.json"

@@ -1,32 +1,10 @@
-//! Serving the HTTP listener, plain or with TLS, and the in-process
-//! connection the JSON API calls the gRPC services over.
+//! Serving the HTTP listener, plain or with TLS.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
-
-/// A connection to a gRPC server fed by `incoming`: each connect makes an
-/// in-memory stream pair and hands the server its end.
-pub fn in_process_channel(
-    incoming: tokio::sync::mpsc::Sender<std::io::Result<tokio::io::DuplexStream>>,
-) -> Channel {
-    Endpoint::from_static("http://in-process").connect_with_connector_lazy(tower::service_fn(
-        move |_: http::Uri| {
-            let incoming = incoming.clone();
-            async move {
-                let (client, server) = tokio::io::duplex(256 * 1024);
-                incoming
-                    .send(Ok(server))
-                    .await
-                    .map_err(|_| std::io::Error::other("the control plane is stopping"))?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(client))
-            }
-        },
-    ))
-}
 
 /// The TLS settings of the HTTP listener: the API's certificate and key.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
