@@ -277,6 +277,7 @@ async function endpointPage(tenant, id) {
     h("label", {}, "Recover failed deliveries since", since),
     h("button", { type: "submit" }, "Recover"),
   );
+  const edit = editForms(tenant, ep, msg);
   const chart = h("div", { class: "chart", id: "chart" });
   const log = h("div", { id: "log" });
   show(
@@ -295,12 +296,85 @@ async function endpointPage(tenant, id) {
     h("p", {}, rotate),
     recover,
     msg,
+    h("h2", {}, "Settings"),
+    edit,
     h("h2", {}, "Deliveries per minute, last 3 hours"),
     chart,
     h("h2", {}, "Delivery log"),
     log,
   );
   await Promise.all([drawChart(chart, tenant, id), deliveryLog(log, tenant, id)]);
+}
+
+/** The endpoint's settings: the common ones as fields, and every one as
+ * the spec's JSON (filters, rules, auth, headers, labels, …). Both save
+ * with the revision read, so a change made meanwhile is not overwritten. */
+function editForms(tenant, ep, msg) {
+  const s = ep.spec || {};
+  const field = (name, label, value, attrs = {}) => {
+    const input = h("input", { name: `edit-${name}`, value: value ?? "", ...attrs });
+    return [input, h("label", {}, label, input)];
+  };
+  const [name, nameL] = field("name", "Name", s.name);
+  const [url, urlL] = field("url", "URL", s.url, { size: 40 });
+  const [types, typesL] = field("types", "Event types", (s.event_types || []).join(", "));
+  const [timeout, timeoutL] = field("timeout", "Timeout ms", s.timeout_ms || "", { type: "number", min: 0 });
+  const [retry, retryL] = field("retry", "Retry delays ms", ((s.retry || {}).delays_ms || []).join(", "));
+  const [rate, rateL] = field("rate", "Requests/s (0: no limit)", s.rate_limit_per_sec || "", { type: "number", min: 0 });
+  const save = (spec) =>
+    attempt(msg, async () => {
+      await api("EndpointService/UpdateEndpoint", { tenant_id: tenant, id: ep.id, spec, expected_revision: ep.revision });
+      await endpointPage(tenant, ep.id);
+      document.getElementById("page-message").replaceChildren(h("div", { class: "notice", id: "saved" }, "Saved."));
+    });
+  const common = h(
+    "form",
+    {
+      class: "inline",
+      id: "edit-common",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const delays = retry.value.split(",").map((d) => d.trim()).filter(Boolean).map(Number);
+        save({
+          ...s,
+          name: name.value,
+          url: url.value.trim(),
+          event_types: types.value.split(",").map((t) => t.trim()).filter(Boolean),
+          timeout_ms: Number(timeout.value) || 0,
+          retry: { delays_ms: delays },
+          rate_limit_per_sec: Number(rate.value) || 0,
+        });
+      },
+    },
+    nameL,
+    urlL,
+    typesL,
+    timeoutL,
+    retryL,
+    rateL,
+    h("button", { class: "primary", type: "submit" }, "Save"),
+  );
+  const json = h("textarea", { name: "edit-json", rows: 12, cols: 100, spellcheck: "false" });
+  json.value = JSON.stringify(s, null, 2);
+  const all = h(
+    "form",
+    {
+      id: "edit-json",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        let spec;
+        try {
+          spec = JSON.parse(json.value);
+        } catch (e) {
+          msg.replaceChildren(errorBox({ code: "invalid_json", message: e.message }));
+          return;
+        }
+        save(spec);
+      },
+    },
+    h("details", {}, h("summary", {}, "Every setting, as JSON (see the README's endpoint settings)"), json, h("div", {}, h("button", { type: "submit" }, "Save JSON"))),
+  );
+  return h("div", {}, common, all);
 }
 
 /** Deliveries per minute by outcome, from the log (up to 5,000 newest). */

@@ -118,6 +118,31 @@ try {
   check((await page.locator("#chart rect.bar-retrying").count()) >= 1, "and one of retrying ones");
   await shot("endpoint");
 
+  // Edit: a common field, then any setting through the JSON form; a bad
+  // value gets the server's message naming the field.
+  await page.fill("input[name=edit-name]", "orders v2");
+  await page.click("#edit-common button[type=submit]");
+  await page.waitForSelector("#saved");
+  check((await page.textContent("h1")).includes("orders v2"), "the new name shows");
+  await page.click("#edit-json summary");
+  const spec = JSON.parse(await page.inputValue("textarea[name=edit-json]"));
+  spec.timeout_ms = 1;
+  await page.fill("textarea[name=edit-json]", JSON.stringify(spec));
+  await page.click("#edit-json button[type=submit]");
+  await page.waitForSelector("#page-message .error");
+  check((await page.textContent("#page-message .error")).includes("spec.timeout_ms"), "the error names the field");
+  spec.timeout_ms = 30000;
+  spec.labels = { team: "billing" };
+  await page.fill("textarea[name=edit-json]", JSON.stringify(spec));
+  await page.click("#edit-json button[type=submit]");
+  await page.waitForSelector("#saved");
+  const saved = await fetch(`${base}/api/herald.v1.EndpointService/GetEndpoint`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ tenant_id: "acme", id: endpoint }),
+  }).then((r) => r.json());
+  check(saved.spec.timeout_ms === 30000 && saved.spec.labels.team === "billing", `saved: ${JSON.stringify(saved.spec)}`);
+
   // Resend the delivered one.
   await ok.locator("button.expand").click();
   await ok.locator("xpath=following-sibling::tr[1]").locator("button.resend").click();
