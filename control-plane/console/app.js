@@ -53,7 +53,7 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat());
 }
 
 function errorBox(e) {
@@ -572,7 +572,7 @@ async function catalog() {
         ),
       ),
     );
-  show(h("h1", {}, "Event types"), sections);
+  show(h("h1", {}, "Event types"), ...sections);
 }
 
 async function cluster() {

@@ -34,6 +34,22 @@ async function publish(seq) {
   check(r.status === 200 && answer.endpoints_matched === 1, `publish ${seq}: ${r.status} ${JSON.stringify(answer)}`);
 }
 
+/** The log's one row with `status`, reloading the page until it shows. */
+async function rowOf(page, status) {
+  const row = page.locator(`tr.delivery[data-status=${status}]`);
+  for (let i = 0; i < 100; i++) {
+    await page.reload();
+    await page.waitForSelector("#deliveries tr");
+    const n = await row.count();
+    if (n > 0) {
+      check(n === 1, `one ${status} delivery, not ${n}`);
+      return row;
+    }
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`check failed: no ${status} delivery in the log`);
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -50,8 +66,12 @@ try {
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
+  // The page's own safety: a CSP allowing scripts from here only.
+  const first = await page.goto(`${base}/`);
+  const csp = first.headers()["content-security-policy"] || "";
+  check(csp.includes("script-src 'self'") && !csp.includes("unsafe-inline"), `CSP: ${csp}`);
+
   // Sign in.
-  await page.goto(`${base}/`);
   await page.fill("input[name=key]", key);
   await page.click("button[type=submit]");
   await page.waitForSelector("#tenants");
@@ -87,13 +107,7 @@ try {
   // A publish through the JSON API reaches the log; its attempt expands.
   await publish(1);
   await page.goto(`${base}/#/t/acme/e/${endpoint}`);
-  const ok = page.locator("tr.delivery[data-status=succeeded]");
-  for (let i = 0; i < 100 && (await ok.count()) === 0; i++) {
-    await page.waitForTimeout(100);
-    await page.evaluate(() => window.dispatchEvent(new HashChangeEvent("hashchange")));
-    await page.waitForSelector("#deliveries");
-  }
-  check((await ok.count()) === 1, "the delivery shows as succeeded");
+  const ok = await rowOf(page, "succeeded");
   await ok.locator("button.expand").click();
   await page.locator("details.attempt summary").first().click();
   check((await page.textContent("details.attempt")).includes("status 200"), "the attempt shows the 200");
@@ -102,13 +116,7 @@ try {
 
   // The receiver fails the next event: a failed attempt and a retry show.
   await publish(2);
-  const failing = page.locator("tr.delivery[data-status=retrying]");
-  for (let i = 0; i < 100 && (await failing.count()) === 0; i++) {
-    await page.waitForTimeout(100);
-    await page.evaluate(() => window.dispatchEvent(new HashChangeEvent("hashchange")));
-    await page.waitForSelector("#deliveries");
-  }
-  check((await failing.count()) === 1, "the failing delivery shows as retrying");
+  const failing = await rowOf(page, "retrying");
   check((await failing.textContent()).includes("next "), "with when it is retried");
   await failing.locator("button.expand").click();
   await page.waitForSelector("details.attempt");
@@ -156,9 +164,30 @@ try {
   await page.waitForSelector("#agents td.agent-state:text-is('draining')");
   await shot("cluster");
 
+  // The catalog by group, and API keys: a new key is shown once.
+  await page.goto(`${base}/#/catalog`);
+  await page.waitForSelector("section h2:text-is('order')");
+  check((await page.textContent("main")).includes("herald.endpoint.disabled"), "Herald's own types are listed");
+  await page.goto(`${base}/#/keys`);
+  await page.fill("input[name=key-name]", "ci");
+  await page.fill("input[name=key-scopes]", "publish");
+  await page.click("form button[type=submit]");
+  const newKey = await page.textContent(".notice .secret");
+  check(newKey.startsWith("hk_"), `the new key is shown once: ${newKey}`);
+  check((await page.textContent("table")).includes("ci"), "the key is listed");
+  check(!(await page.textContent("table")).includes(newKey), "but not its secret");
+
+  check((await page.context().cookies()).length === 0, "no cookies");
   check(dialogs.length === 1 && dialogs[0].startsWith("Drain agent"), `only the drain confirmation: ${JSON.stringify(dialogs)}`);
   check(pageErrors.length === 0, `no page errors: ${pageErrors.join("; ")}`);
   console.log("console test passed");
+} catch (e) {
+  // What the page showed when it went wrong.
+  for (const p of browser.contexts().flatMap((c) => c.pages())) {
+    await p.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});
+    console.error(`page ${p.url()}:\n${await p.textContent("main").catch(() => "")}`);
+  }
+  throw e;
 } finally {
   await browser.close();
 }
