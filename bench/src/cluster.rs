@@ -404,6 +404,7 @@ pub async fn enable_all(api: &Clients, parallel: usize) -> anyhow::Result<()> {
         .endpoints
         .list_endpoints(pb::ListEndpointsRequest {
             tenant_id: TENANT.into(),
+            ..Default::default()
         })
         .await?
         .into_inner()

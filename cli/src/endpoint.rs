@@ -469,8 +469,22 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
             out.emit(&to_json(&ep), &["FIELD", "VALUE"], &detail_rows(&ep));
         }
         Cmd::List { tenant } => {
-            let req = ListEndpointsRequest { tenant_id: tenant };
-            let eps = client.list_endpoints(req).await?.into_inner().endpoints;
+            // Every page, in id order.
+            let mut eps = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let req = ListEndpointsRequest {
+                    tenant_id: tenant.clone(),
+                    page_token,
+                    ..Default::default()
+                };
+                let page = client.list_endpoints(req).await?.into_inner();
+                eps.extend(page.endpoints);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             let json = Value::Array(eps.iter().map(to_json).collect());
             let rows: Vec<_> = eps.iter().map(list_row).collect();
             out.emit(&json, &LIST_HEADERS, &rows);

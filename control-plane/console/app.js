@@ -135,8 +135,8 @@ async function tenants() {
 
 // ---- a tenant's endpoints --------------------------------------------------
 
-async function endpoints(tenant) {
-  const list = await api("EndpointService/ListEndpoints", { tenant_id: tenant });
+async function endpoints(tenant, pageToken = "") {
+  const list = await api("EndpointService/ListEndpoints", { tenant_id: tenant, page_size: 100, page_token: pageToken });
   const msg = h("div", { id: "endpoint-message" });
   const rows = await Promise.all(
     (list.endpoints || []).map(async (e) => {
@@ -195,6 +195,7 @@ async function endpoints(tenant) {
       h("tr", {}, ["Name", "URL", "Event types", "State", "Queued", ""].map((c) => h("th", {}, c))),
       rows,
     ),
+    list.next_page_token ? h("p", {}, h("button", { id: "more-endpoints", onclick: () => endpoints(tenant, list.next_page_token) }, "Next page")) : "",
   );
 }
 

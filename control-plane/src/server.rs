@@ -98,16 +98,6 @@ pub async fn run(
     );
     let log = DeliveryLog::new(view.clone(), clients);
     let tls = server_tls(&config, cluster_tls.as_ref())?;
-    // The HTTP listener's settings, taken before `config` moves into the API.
-    let config_http = config.http_listen;
-    let http_tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) if config_http.is_some() => {
-            Some(crate::json_api::serve::tls_acceptor(cert, key)?)
-        }
-        _ => None,
-    };
-    let (api_view, insecure_no_auth, has_cluster_tls) =
-        (view.clone(), config.insecure_no_auth, cluster_tls.is_some());
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let api = Api::new(Parts {
@@ -120,33 +110,7 @@ pub async fn run(
         stopping: cancel.clone(),
     });
     api.ensure_operational_types().await?;
-    if let Some(listen) = config_http {
-        let access = crate::access::layer::AccessLayer::new(
-            api_view.clone(),
-            !insecure_no_auth,
-            has_cluster_tls,
-        );
-        // The public services behind the same access layer, called as a
-        // tower service: no socket, no HTTP/2 framing in between.
-        let routes = tonic::service::Routes::new(CatalogServiceServer::new(api.clone()))
-            .add_service(TenantServiceServer::new(api.clone()))
-            .add_service(EndpointServiceServer::new(api.clone()))
-            .add_service(PublishServiceServer::new(api.clone()))
-            .add_service(DeliveryServiceServer::new(api.clone()))
-            .add_service(ClusterServiceServer::new(api.clone()))
-            .add_service(AccessServiceServer::new(api.clone()));
-        let services = tower_layer::Layer::layer(&access, routes);
-        let gateway =
-            crate::json_api::Gateway::new(tower::util::BoxCloneSyncService::new(services));
-        let http = TcpListener::bind(listen).await?;
-        println!("herald-control-plane http on {}", http.local_addr()?);
-        tokio::spawn(crate::json_api::serve::serve(
-            http,
-            gateway.router(),
-            http_tls,
-            cancel.clone(),
-        ));
-    }
+    start_http(&api, access.clone(), &cancel).await?;
     on_listening(addr);
     tracing::info!(%addr, "control plane serving");
 
@@ -185,6 +149,43 @@ pub async fn run(
         } => tracing::warn!("stopping with calls still in flight after {STOP_GRACE:?}"),
     }
     tracing::info!("control plane stopped");
+    Ok(())
+}
+
+/// Starts the HTTP listener (the JSON API, its OpenAPI document and the
+/// console) when `--http-listen` is set, with TLS when `--tls-cert` is.
+async fn start_http(
+    api: &Api,
+    access: crate::access::layer::AccessLayer,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let config = api.config();
+    let Some(listen) = config.http_listen else {
+        return Ok(());
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::json_api::serve::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    // The public services behind the same access layer, called as a tower
+    // service: no socket, no HTTP/2 framing in between.
+    let routes = tonic::service::Routes::new(CatalogServiceServer::new(api.clone()))
+        .add_service(TenantServiceServer::new(api.clone()))
+        .add_service(EndpointServiceServer::new(api.clone()))
+        .add_service(PublishServiceServer::new(api.clone()))
+        .add_service(DeliveryServiceServer::new(api.clone()))
+        .add_service(ClusterServiceServer::new(api.clone()))
+        .add_service(AccessServiceServer::new(api.clone()));
+    let services = tower_layer::Layer::layer(&access, routes);
+    let gateway = crate::json_api::Gateway::new(tower::util::BoxCloneSyncService::new(services));
+    let http = TcpListener::bind(listen).await?;
+    println!("herald-control-plane http on {}", http.local_addr()?);
+    tokio::spawn(crate::json_api::serve::serve(
+        http,
+        gateway.router(),
+        tls,
+        cancel.clone(),
+    ));
     Ok(())
 }
 

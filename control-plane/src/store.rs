@@ -171,6 +171,50 @@ impl Store {
         }
     }
 
+    /// Up to `limit` records under a relative prefix whose keys come after
+    /// `after` (a key relative to the prefix; empty: from the start), in key
+    /// order, and whether more follow.
+    pub async fn list_page<T: DeserializeOwned + Stored>(
+        &self,
+        rel_prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<(String, Versioned<T>)>, bool)> {
+        let start = self.key(rel_prefix);
+        let end = prefix_end(start.as_bytes());
+        let mut from = if after.is_empty() {
+            start.clone().into_bytes()
+        } else {
+            format!("{start}{after}").into_bytes()
+        };
+        if !after.is_empty() {
+            from.push(0); // the first key after it
+        }
+        let opts = GetOptions::new()
+            .with_range(end)
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let resp = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(SCAN_MESSAGE)
+            .get(from, Some(opts))
+            .await?;
+        let mut out = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let value = self.decode(&key, kv.value())?;
+            let rel = key.strip_prefix(&start).unwrap_or(&key).to_string();
+            out.push((
+                rel,
+                Versioned {
+                    value,
+                    revision: kv.mod_revision(),
+                },
+            ));
+        }
+        Ok((out, resp.more()))
+    }
+
     /// Calls `f(key, value, mod revision)` for every key under a relative
     /// prefix, in key order, reading pages of [`SCAN_PAGE`] keys all at the
     /// revision of the first (one consistent snapshot however many keys:

@@ -129,7 +129,10 @@ async fn call(api: &mut Clients, rpc: &str, w: &World) -> Result<(), tonic::Stat
             .map(drop),
         "ListEndpoints" => api
             .endpoints
-            .list_endpoints(pb::ListEndpointsRequest { tenant_id: t() })
+            .list_endpoints(pb::ListEndpointsRequest {
+                tenant_id: t(),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "UpdateEndpoint" => api
@@ -462,7 +465,10 @@ async fn a_tenant_limited_key_sees_only_its_tenants() -> anyhow::Result<()> {
     );
     nf(
         acme.endpoints
-            .list_endpoints(pb::ListEndpointsRequest { tenant_id: g() })
+            .list_endpoints(pb::ListEndpointsRequest {
+                tenant_id: g(),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "ListEndpoints",

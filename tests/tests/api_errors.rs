@@ -346,6 +346,7 @@ async fn config_rejects_bad_input_and_stale_revisions() -> anyhow::Result<()> {
             .endpoints
             .list_endpoints(pb::ListEndpointsRequest {
                 tenant_id: "acme".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,

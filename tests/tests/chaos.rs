@@ -107,6 +107,7 @@ async fn every_event_arrives_in_order_through_joins_drains_crashes_and_failover(
         .endpoints
         .list_endpoints(pb::ListEndpointsRequest {
             tenant_id: "acme".into(),
+            ..Default::default()
         })
         .await?
         .into_inner()

@@ -114,7 +114,8 @@ async fn publish_delivers_a_signed_envelope() -> anyhow::Result<()> {
         c.api
             .endpoints
             .list_endpoints(herald_proto::v1::ListEndpointsRequest {
-                tenant_id: "acme".into()
+                tenant_id: "acme".into(),
+                ..Default::default()
             })
             .await?
             .into_inner()

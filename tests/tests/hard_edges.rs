@@ -362,9 +362,12 @@ async fn every_call_naming_a_missing_tenant_answers_not_found() -> anyhow::Resul
         "CreateEndpoint",
     );
     nf(
-        e.list_endpoints(pb::ListEndpointsRequest { tenant_id: t() })
-            .await
-            .map(drop),
+        e.list_endpoints(pb::ListEndpointsRequest {
+            tenant_id: t(),
+            ..Default::default()
+        })
+        .await
+        .map(drop),
         "ListEndpoints",
     );
     nf(

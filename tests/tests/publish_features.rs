@@ -450,6 +450,7 @@ async fn rules_by_event_type_any_of_groups_and_bounds() -> anyhow::Result<()> {
         .endpoints
         .list_endpoints(pb::ListEndpointsRequest {
             tenant_id: "acme".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -131,6 +131,7 @@ async fn kill_9_mid_schedule_continues_the_schedule() -> anyhow::Result<()> {
         .endpoints
         .list_endpoints(herald_proto::v1::ListEndpointsRequest {
             tenant_id: "acme".into(),
+            ..Default::default()
         })
         .await?
         .into_inner()

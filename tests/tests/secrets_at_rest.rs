@@ -244,6 +244,7 @@ async fn secrets_are_sealed_and_keys_rotate_while_deliveries_verify() -> anyhow:
         .endpoints
         .list_endpoints(pb::ListEndpointsRequest {
             tenant_id: "acme".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -283,6 +283,7 @@ async fn each_signing_and_auth_mode_verifies_at_the_receiver() -> anyhow::Result
         .endpoints
         .list_endpoints(pb::ListEndpointsRequest {
             tenant_id: "acme".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -15,6 +15,7 @@ use crate::convert;
 use crate::error::{Error, Result};
 use crate::store::{CreateConflict, keys};
 use crate::validate;
+use crate::validate::limits::{DEFAULT_ENDPOINT_PAGE, MAX_ENDPOINT_PAGE};
 
 fn key(tenant: &str, id: &str) -> String {
     format!("{}{tenant}/{id}", keys::ENDPOINTS)
@@ -150,8 +151,24 @@ impl EndpointService for Api {
         &self,
         req: Request<pb::ListEndpointsRequest>,
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
-        let tenant = req.into_inner().tenant_id;
+        let r = req.into_inner();
+        let tenant = r.tenant_id;
         validate::name("tenant_id", &tenant)?;
+        let size = match r.page_size {
+            0 => DEFAULT_ENDPOINT_PAGE,
+            n if n as usize <= MAX_ENDPOINT_PAGE => n as usize,
+            n => {
+                return Err(Error::invalid(
+                    "page_size",
+                    format!("{n} is over the limit of {MAX_ENDPOINT_PAGE}"),
+                )
+                .into());
+            }
+        };
+        // The token is the last id of the previous page.
+        if !r.page_token.is_empty() {
+            validate::name("page_token", &r.page_token)?;
+        }
         // Like every other call naming a tenant: one that does not exist is
         // NOT_FOUND, not an empty list.
         if self
@@ -162,15 +179,26 @@ impl EndpointService for Api {
         {
             return Err(Error::NotFound(format!("tenant '{tenant}' not found")).into());
         }
-        let all = self
+        let (page, more) = self
             .store()
-            .list::<EndpointRecord>(&format!("{}{tenant}/", keys::ENDPOINTS))
+            .list_page::<EndpointRecord>(
+                &format!("{}{tenant}/", keys::ENDPOINTS),
+                &r.page_token,
+                size,
+            )
             .await?;
-        let endpoints = all
+        let next_page_token = match page.last() {
+            Some((id, _)) if more => id.clone(),
+            _ => String::new(),
+        };
+        let endpoints = page
             .iter()
-            .map(|v| convert::endpoint(&v.value, v.revision))
+            .map(|(_, v)| convert::endpoint(&v.value, v.revision))
             .collect();
-        Ok(Response::new(pb::ListEndpointsResponse { endpoints }))
+        Ok(Response::new(pb::ListEndpointsResponse {
+            endpoints,
+            next_page_token,
+        }))
     }
 
     async fn update_endpoint(

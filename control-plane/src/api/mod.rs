@@ -61,7 +61,8 @@ impl Api {
         &self.inner.view
     }
 
-    fn config(&self) -> &Config {
+    /// The flags it runs with.
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
