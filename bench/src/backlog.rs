@@ -217,10 +217,14 @@ fn agent_targets(cluster: &Cluster) -> Vec<(u32, std::path::PathBuf)> {
         .collect()
 }
 
-/// Runs `backlog` (`handoff` false) or `handoff`.
-pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<BacklogReport> {
-    let receiver = Arc::new(Receiver::start(Duration::from_millis(p.receiver_delay_ms)).await?);
-    let mut cluster = Cluster::start(1).await?;
+/// A cluster of `agents` whose `p.endpoints` endpoints (each with its own
+/// event type) queue while disabled, warmed up.
+pub async fn queueing_cluster(
+    agents: usize,
+    p: &Params,
+    receiver: &Receiver,
+) -> anyhow::Result<Cluster> {
+    let mut cluster = Cluster::start(agents).await?;
     cluster.api.tenant(cluster::TENANT).await?;
     let n = p.endpoints as usize;
     eprintln!("herald-bench: creating {n} event types and queueing endpoints");
@@ -230,19 +234,22 @@ pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<Backlo
         queue_disabled: true,
         ..Default::default()
     };
-    cluster::create_endpoints(&cluster.api, &receiver, n, p.setup_concurrency, &shape).await?;
-    cluster.warm_up(&receiver).await?;
+    cluster::create_endpoints(&cluster.api, receiver, n, p.setup_concurrency, &shape).await?;
+    cluster.warm_up(receiver).await?;
+    Ok(cluster)
+}
+
+/// Runs `backlog` (`handoff` false) or `handoff`.
+pub async fn run(name: &str, p: &Params, handoff: bool) -> anyhow::Result<BacklogReport> {
+    let receiver = Arc::new(Receiver::start(Duration::from_millis(p.receiver_delay_ms)).await?);
+    let mut cluster = queueing_cluster(1, p, &receiver).await?;
 
     let targets = Arc::new(Mutex::new(agent_targets(&cluster)));
     let t0 = Instant::now();
     let sampler = Sampler::start(targets.clone(), receiver.clone(), t0);
     let plan = Plan {
-        events: p.events,
-        endpoints: p.endpoints,
-        concurrency: p.concurrency,
-        batch: p.batch_size,
         rate: None,
-        payload_bytes: p.payload_bytes,
+        ..Plan::of(p)
     };
     eprintln!(
         "herald-bench: filling a backlog of {} events ({} publishers, batches of {})",

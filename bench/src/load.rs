@@ -35,14 +35,7 @@ pub async fn run(name: &str, p: &Params) -> anyhow::Result<LoadReport> {
     // Last, so the agents have every endpoint's config when it arrives.
     cluster.warm_up(&receiver).await?;
 
-    let plan = Plan {
-        events: p.events,
-        endpoints: p.endpoints,
-        concurrency: p.concurrency,
-        batch: p.batch_size,
-        rate: p.rate,
-        payload_bytes: p.payload_bytes,
-    };
+    let plan = Plan::of(p);
     eprintln!(
         "herald-bench: publishing {} events with {} publishers",
         p.events,

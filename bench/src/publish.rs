@@ -33,6 +33,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of a run's settings.
+    pub fn of(p: &crate::params::Params) -> Plan {
+        Plan {
+            events: p.events,
+            endpoints: p.endpoints,
+            concurrency: p.concurrency,
+            batch: p.batch_size,
+            rate: p.rate,
+            payload_bytes: p.payload_bytes,
+        }
+    }
+
     /// Publishers that get work: endpoint j belongs to publisher j % this.
     pub fn publishers(&self) -> usize {
         self.concurrency.clamp(1, self.endpoints.max(1) as usize)

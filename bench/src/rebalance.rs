@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use herald_proto::v1 as pb;
 use serde::Serialize;
 
-use crate::cluster::{self, Cluster};
+use crate::cluster::Cluster;
 use crate::params::Params;
 use crate::publish::{self, Plan};
 use crate::receiver::Receiver;
@@ -88,24 +88,10 @@ impl RebalanceReport {
 /// Runs `p` (`agents` before the join, `events`, `endpoints`).
 pub async fn run(name: &str, p: &Params) -> anyhow::Result<RebalanceReport> {
     let receiver = Receiver::start(Duration::ZERO).await?;
-    let mut cluster = Cluster::start(p.agents).await?;
-    cluster.api.tenant(cluster::TENANT).await?;
-    let n = p.endpoints as usize;
-    eprintln!("herald-bench: creating {n} event types and queueing endpoints");
-    cluster::create_event_types(&cluster.api, n, p.setup_concurrency).await?;
-    let shape = cluster::Shape {
-        queue_disabled: true,
-        ..Default::default()
-    };
-    cluster::create_endpoints(&cluster.api, &receiver, n, p.setup_concurrency, &shape).await?;
-    cluster.warm_up(&receiver).await?;
+    let mut cluster = crate::backlog::queueing_cluster(p.agents, p, &receiver).await?;
     let plan = Plan {
-        events: p.events,
-        endpoints: p.endpoints,
-        concurrency: p.concurrency,
-        batch: p.batch_size,
         rate: None,
-        payload_bytes: p.payload_bytes,
+        ..Plan::of(p)
     };
     eprintln!("herald-bench: queueing {} events", p.events);
     publish::run(&cluster.transport(), &plan).await?;
