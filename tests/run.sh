@@ -21,10 +21,17 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 # The console's browser test (tests/tests/console.rs) drives Debian's
 # Chromium with playwright-core (npm, installed by tests/tools/console-test.sh).
-if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1; then
+# Only what is missing: a Node.js from elsewhere (NodeSource's carries npm)
+# conflicts with Debian's npm package.
+browser_pkgs=""
+[ -x /usr/bin/chromium ] || browser_pkgs="chromium"
+command -v node >/dev/null 2>&1 || browser_pkgs="$browser_pkgs nodejs"
+command -v npm >/dev/null 2>&1 || browser_pkgs="$browser_pkgs npm"
+if [ -n "$browser_pkgs" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium nodejs npm >/dev/null
+  # shellcheck disable=SC2086 # a list of package names
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $browser_pkgs >/dev/null
 fi
 # Integration tests run the real binaries; build them first.
 cargo build --workspace --bins

@@ -69,8 +69,8 @@ impl Drop for Busy<'_> {
 /// (throttling) and the last outcomes (for JWT claims).
 #[derive(Default)]
 struct Pace {
-    /// Earliest start of the endpoint's next request.
-    next_start: Mutex<Option<tokio::time::Instant>>,
+    /// When the endpoint's requests start.
+    starts: Mutex<Starts>,
     /// Loaded from the store on first use, then kept up to date.
     history: Mutex<Option<History>>,
     /// Recent attempts, for `herald.endpoint.failing`.
@@ -80,7 +80,7 @@ struct Pace {
 impl Pace {
     /// When the next request may start, if that is later than now.
     fn ready_at(&self) -> Option<tokio::time::Instant> {
-        let next = *self.next_start.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self.starts.lock().unwrap_or_else(|p| p.into_inner()).next;
         next.filter(|n| *n > tokio::time::Instant::now())
     }
 
@@ -89,11 +89,38 @@ impl Pace {
     /// unordered endpoint share one rate.
     fn reserve(&self, spacing: Duration) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
-        let mut next = self.next_start.lock().unwrap_or_else(|p| p.into_inner());
-        let at = next.map_or(now, |n| n.max(now));
-        *next = Some(at + spacing);
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        let at = starts.next.map_or(now, |n| n.max(now));
+        starts.next = Some(at + spacing);
         at
     }
+
+    /// Records a request starting now, unless the last one started less
+    /// than `spacing` ago: then says when it may start instead. A
+    /// reservation alone does not keep starts apart, because waiting for a
+    /// concurrency permit can push a request past its reserved time, up to
+    /// the next one's.
+    fn start(&self, spacing: Duration) -> Result<(), tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(earliest) = starts.last.map(|last| last + spacing)
+            && now < earliest
+        {
+            return Err(earliest);
+        }
+        starts.last = Some(now);
+        starts.next = Some(starts.next.map_or(now, |n| n.max(now)).max(now + spacing));
+        Ok(())
+    }
+}
+
+/// An endpoint's request starts, for its spacing.
+#[derive(Default)]
+struct Starts {
+    /// Earliest start of the next reservation.
+    next: Option<tokio::time::Instant>,
+    /// When the last request actually started.
+    last: Option<tokio::time::Instant>,
 }
 
 /// Least time between the starts of two requests to `ep`: its chunk delay
@@ -452,9 +479,7 @@ impl Inner {
             if !self.state.deliverable(ep.slot) {
                 continue;
             }
-            let Ok(permit) = self.permits.acquire().await else {
-                return None;
-            };
+            let permit = self.permit_to_start(pace, gap).await?;
             let attempted = http::attempt(
                 &self.http,
                 &ep,
@@ -645,6 +670,32 @@ impl Inner {
         }
     }
 
+    /// A concurrency permit, taken once the endpoint's spacing allows a
+    /// request to start now (the start is recorded); None when cancelled.
+    /// The permit is not held while waiting for the spacing, so a throttled
+    /// endpoint never keeps others from sending.
+    async fn permit_to_start(
+        &self,
+        pace: &Pace,
+        gap: Duration,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        loop {
+            let permit = self.permits.acquire().await.ok()?;
+            if gap.is_zero() {
+                return Some(permit);
+            }
+            match pace.start(gap) {
+                Ok(()) => return Some(permit),
+                Err(at) => {
+                    drop(permit);
+                    if self.sleep_until(at).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Sleeps until `at`; true when cancelled instead.
     async fn sleep_until(&self, at: tokio::time::Instant) -> bool {
         tokio::select! {
@@ -665,6 +716,34 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_keeps_the_spacing_from_the_last_real_start() {
+        let pace = Pace::default();
+        let gap = Duration::from_secs(60);
+        let first = pace.reserve(gap);
+        let second = pace.reserve(gap);
+        assert_eq!(second - first, gap, "reservations queue up");
+        assert_eq!(pace.start(gap), Ok(()));
+        let started = tokio::time::Instant::now();
+        // Another request may not start before the gap has passed since
+        // this one, whatever its reservation said.
+        let until = pace.start(gap).expect_err("too soon after the last start");
+        assert!(until >= started + gap - Duration::from_millis(50));
+        assert!(until <= started + gap);
+        // The next reservation is after the real start's gap too.
+        assert!(pace.reserve(gap) >= until);
+        assert!(pace.ready_at().is_some());
+    }
+
+    #[test]
+    fn no_spacing_reservations_are_now() {
+        let pace = Pace::default();
+        let now = tokio::time::Instant::now();
+        assert!(pace.reserve(Duration::ZERO) >= now);
+        assert_eq!(pace.start(Duration::ZERO), Ok(()));
+        assert_eq!(pace.start(Duration::ZERO), Ok(()));
+    }
 
     #[tokio::test]
     async fn forget_stops_a_deleted_endpoints_worker() {

@@ -209,3 +209,88 @@ async fn a_rate_limit_holds_over_ten_seconds() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Spacing counts from when a request really starts. With every
+/// concurrency permit taken, a throttled endpoint's request waits past its
+/// reserved start; the next one must still wait the whole delay after it,
+/// not just until its own reservation.
+#[tokio::test(flavor = "multi_thread")]
+async fn spacing_holds_when_requests_wait_for_a_permit() -> anyhow::Result<()> {
+    const DELAY_MS: u32 = 2000;
+    let mut c = Cluster::start_with(&["--max-concurrency", "1"]).await?;
+    c.api.event_type("order.created").await?;
+    c.api.event_type("report.built").await?;
+    c.api.tenant("acme").await?;
+    let (rx, slow) = (Receiver::start().await, Receiver::start().await);
+    let throttled = c
+        .api
+        .endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            tenant_id: "acme".into(),
+            spec: Some(pb::EndpointSpec {
+                name: "throttled".into(),
+                url: rx.url("/hook"),
+                enabled: true,
+                event_types: vec!["order.created".into()],
+                chunk_size: 1,
+                chunk_delay_ms: DELAY_MS,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .endpoint
+        .expect("endpoint");
+    c.api
+        .endpoint("acme", &slow.url("/slow"), &["report.built"])
+        .await?;
+
+    c.api.publish_seqs(0..1).await?;
+    let first = rx.wait_for(1, WAIT).await;
+    anyhow::ensure!(first.len() == 1, "the first event arrives");
+    // The slow endpoint's request takes the only permit and keeps it.
+    slow.hold();
+    c.api
+        .publish("acme", "report.built", json!({}), "slow")
+        .await?;
+    let deadline = std::time::Instant::now() + WAIT;
+    while slow.held() == 0 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "slow request held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.api.publish_seqs(1..3).await?;
+    // Event 1's reserved start (DELAY_MS after event 0) passes while it
+    // waits for the permit; release it half a delay later.
+    let release_at = first[0].at + Duration::from_millis(u64::from(DELAY_MS) * 5 / 4);
+    tokio::time::sleep_until(release_at.into()).await;
+    assert_eq!(rx.received().len(), 1, "nothing is sent without a permit");
+    slow.release();
+    let got = rx.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got.iter()
+            .map(|r| r.json()["data"]["seq"].as_u64())
+            .collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(2)]
+    );
+    let gap = got[2].at - got[1].at;
+    assert!(
+        gap >= Duration::from_millis(u64::from(DELAY_MS) - 50),
+        "the third request came {gap:?} after the second, which waited for a permit"
+    );
+    // The agent's own start times agree (whole wall-clock milliseconds).
+    let log = c.api.deliveries_of("acme", &throttled.id).await?;
+    let mut starts = Vec::new();
+    for d in &log {
+        let detail = c.api.delivery("acme", &d.delivery_id).await?;
+        starts.push(detail.attempts[0].started_at_ms);
+    }
+    starts.sort();
+    assert!(
+        starts
+            .windows(2)
+            .all(|w| w[1] - w[0] >= i64::from(DELAY_MS) - 1),
+        "{starts:?}"
+    );
+    Ok(())
+}
