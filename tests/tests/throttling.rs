@@ -17,6 +17,25 @@ async fn queued_endpoint(
     rx: &Receiver,
     spec: pb::EndpointSpec,
 ) -> anyhow::Result<pb::Endpoint> {
+    throttled_endpoint(
+        api,
+        rx,
+        pb::EndpointSpec {
+            enabled: false,
+            queue_while_disabled: true,
+            event_types: vec!["*".into()],
+            ..spec
+        },
+    )
+    .await
+}
+
+/// Creates endpoint "throttled" of tenant `acme` at `rx` with `spec`.
+async fn throttled_endpoint(
+    api: &mut Clients,
+    rx: &Receiver,
+    spec: pb::EndpointSpec,
+) -> anyhow::Result<pb::Endpoint> {
     Ok(api
         .endpoints
         .create_endpoint(pb::CreateEndpointRequest {
@@ -24,9 +43,6 @@ async fn queued_endpoint(
             spec: Some(pb::EndpointSpec {
                 name: "throttled".into(),
                 url: rx.url("/hook"),
-                enabled: false,
-                queue_while_disabled: true,
-                event_types: vec!["*".into()],
                 ..spec
             }),
         })
@@ -222,25 +238,18 @@ async fn spacing_holds_when_requests_wait_for_a_permit() -> anyhow::Result<()> {
     c.api.event_type("report.built").await?;
     c.api.tenant("acme").await?;
     let (rx, slow) = (Receiver::start().await, Receiver::start().await);
-    let throttled = c
-        .api
-        .endpoints
-        .create_endpoint(pb::CreateEndpointRequest {
-            tenant_id: "acme".into(),
-            spec: Some(pb::EndpointSpec {
-                name: "throttled".into(),
-                url: rx.url("/hook"),
-                enabled: true,
-                event_types: vec!["order.created".into()],
-                chunk_size: 1,
-                chunk_delay_ms: DELAY_MS,
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner()
-        .endpoint
-        .expect("endpoint");
+    let throttled = throttled_endpoint(
+        &mut c.api,
+        &rx,
+        pb::EndpointSpec {
+            enabled: true,
+            event_types: vec!["order.created".into()],
+            chunk_size: 1,
+            chunk_delay_ms: DELAY_MS,
+            ..Default::default()
+        },
+    )
+    .await?;
     c.api
         .endpoint("acme", &slow.url("/slow"), &["report.built"])
         .await?;
