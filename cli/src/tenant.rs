@@ -76,11 +76,21 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
             out.emit(&to_json(&t), &HEADERS, &[row(&t)]);
         }
         Cmd::List => {
-            let tenants = client
-                .list_tenants(ListTenantsRequest {})
-                .await?
-                .into_inner()
-                .tenants;
+            // Every page, in id order.
+            let mut tenants = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let req = ListTenantsRequest {
+                    page_token,
+                    ..Default::default()
+                };
+                let page = client.list_tenants(req).await?.into_inner();
+                tenants.extend(page.tenants);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             let json = Value::Array(tenants.iter().map(to_json).collect());
             let rows: Vec<_> = tenants.iter().map(row).collect();
             out.emit(&json, &HEADERS, &rows);

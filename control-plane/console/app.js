@@ -87,7 +87,7 @@ function signIn() {
         ev.preventDefault();
         sessionStorage.setItem(KEY, input.value.trim());
         await attempt(msg, async () => {
-          await api("TenantService/ListTenants");
+          await api("TenantService/ListTenants", { page_size: 1 });
           location.hash = "#/";
           route();
         });
@@ -101,8 +101,8 @@ function signIn() {
 
 // ---- tenants ---------------------------------------------------------------
 
-async function tenants() {
-  const list = await api("TenantService/ListTenants");
+async function tenants(pageToken = "") {
+  const list = await api("TenantService/ListTenants", { page_size: 100, page_token: pageToken });
   const msg = h("div");
   const id = h("input", { name: "tenant-id", required: true, placeholder: "acme" });
   const name = h("input", { name: "tenant-name", placeholder: "Acme Corp" });
@@ -130,6 +130,7 @@ async function tenants() {
     form,
     msg,
     h("table", { id: "tenants" }, h("tr", {}, h("th", {}, "Id"), h("th", {}, "Name"), h("th", {}, "Created")), rows),
+    list.next_page_token ? h("p", {}, h("button", { id: "more-tenants", onclick: () => tenants(list.next_page_token) }, "Next page")) : "",
   );
 }
 

@@ -103,7 +103,7 @@ async fn call(api: &mut Clients, rpc: &str, w: &World) -> Result<(), tonic::Stat
             .map(drop),
         "ListTenants" => api
             .tenants
-            .list_tenants(pb::ListTenantsRequest {})
+            .list_tenants(pb::ListTenantsRequest::default())
             .await
             .map(drop),
         "DeleteTenant" => api
@@ -431,7 +431,7 @@ async fn a_tenant_limited_key_sees_only_its_tenants() -> anyhow::Result<()> {
         .await?;
     let listed = acme
         .tenants
-        .list_tenants(pb::ListTenantsRequest {})
+        .list_tenants(pb::ListTenantsRequest::default())
         .await?
         .into_inner()
         .tenants;
@@ -634,7 +634,7 @@ async fn until_known(replica: &mut Clients) -> anyhow::Result<()> {
     loop {
         match replica
             .tenants
-            .list_tenants(pb::ListTenantsRequest {})
+            .list_tenants(pb::ListTenantsRequest::default())
             .await
         {
             Err(s) if s.code() == Code::Unauthenticated => {
@@ -656,7 +656,9 @@ async fn a_key_revoked_on_one_replica_stops_on_the_other() -> anyhow::Result<()>
     let k = key(&mut c.api, "ci", &["config:read"], &[]).await?;
     let mut on2 = Clients::connect(&cp2.url, Some(&k)).await?;
     until_known(&mut on2).await?;
-    on2.tenants.list_tenants(pb::ListTenantsRequest {}).await?;
+    on2.tenants
+        .list_tenants(pb::ListTenantsRequest::default())
+        .await?;
     let id = k.split('_').nth(1).unwrap().to_string();
     let listed = c
         .api
@@ -675,7 +677,11 @@ async fn a_key_revoked_on_one_replica_stops_on_the_other() -> anyhow::Result<()>
         .await?;
     let revoked = Instant::now();
     loop {
-        match on2.tenants.list_tenants(pb::ListTenantsRequest {}).await {
+        match on2
+            .tenants
+            .list_tenants(pb::ListTenantsRequest::default())
+            .await
+        {
             Err(s) if s.code() == Code::Unauthenticated => break,
             _ => {
                 assert!(
@@ -710,7 +716,7 @@ async fn bad_keys_and_requests_get_clear_statuses() -> anyhow::Result<()> {
             .connect()
             .await?;
         let mut t = pb::tenant_service_client::TenantServiceClient::new(ch);
-        let mut req = tonic::Request::new(pb::ListTenantsRequest {});
+        let mut req = tonic::Request::new(pb::ListTenantsRequest::default());
         let header = if b.starts_with("Basic ") {
             b.clone()
         } else {
@@ -737,11 +743,15 @@ async fn bad_keys_and_requests_get_clear_statuses() -> anyhow::Result<()> {
     let mut short = Clients::connect(&c.cp.url, Some(&expiring)).await?;
     short
         .tenants
-        .list_tenants(pb::ListTenantsRequest {})
+        .list_tenants(pb::ListTenantsRequest::default())
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match short.tenants.list_tenants(pb::ListTenantsRequest {}).await {
+        match short
+            .tenants
+            .list_tenants(pb::ListTenantsRequest::default())
+            .await
+        {
             Err(s) if s.code() == Code::Unauthenticated => {
                 assert!(s.message().contains("expired"), "{}", s.message());
                 break;
@@ -808,7 +818,7 @@ async fn refusals_are_counted_and_reflection_can_be_turned_off() -> anyhow::Resu
     let mut anonymous = Clients::connect(&cp2.url, None).await?;
     let _ = anonymous
         .tenants
-        .list_tenants(pb::ListTenantsRequest {})
+        .list_tenants(pb::ListTenantsRequest::default())
         .await;
     let publisher = key(&mut c.api, "pub", &["publish"], &[]).await?;
     let mut p = Clients::connect(&cp2.url, Some(&publisher)).await?;
@@ -880,7 +890,7 @@ async fn an_agent_needs_the_agent_scope_and_no_auth_needs_a_flag() -> anyhow::Re
     let mut anonymous = Clients::connect(&open.url, None).await?;
     anonymous
         .tenants
-        .list_tenants(pb::ListTenantsRequest {})
+        .list_tenants(pb::ListTenantsRequest::default())
         .await?;
     Ok(())
 }

@@ -54,7 +54,7 @@ async fn the_api_speaks_tls_to_clients_that_trust_its_ca() -> anyhow::Result<()>
     let mut p = Clients::connect(&plain, Some(&etcd.admin_key)).await?;
     assert!(
         p.tenants
-            .list_tenants(pb::ListTenantsRequest {})
+            .list_tenants(pb::ListTenantsRequest::default())
             .await
             .is_err()
     );

@@ -15,7 +15,6 @@ use crate::convert;
 use crate::error::{Error, Result};
 use crate::store::{CreateConflict, keys};
 use crate::validate;
-use crate::validate::limits::{DEFAULT_ENDPOINT_PAGE, MAX_ENDPOINT_PAGE};
 
 fn key(tenant: &str, id: &str) -> String {
     format!("{}{tenant}/{id}", keys::ENDPOINTS)
@@ -154,21 +153,7 @@ impl EndpointService for Api {
         let r = req.into_inner();
         let tenant = r.tenant_id;
         validate::name("tenant_id", &tenant)?;
-        let size = match r.page_size {
-            0 => DEFAULT_ENDPOINT_PAGE,
-            n if n as usize <= MAX_ENDPOINT_PAGE => n as usize,
-            n => {
-                return Err(Error::invalid(
-                    "page_size",
-                    format!("{n} is over the limit of {MAX_ENDPOINT_PAGE}"),
-                )
-                .into());
-            }
-        };
-        // The token is the last id of the previous page.
-        if !r.page_token.is_empty() {
-            validate::name("page_token", &r.page_token)?;
-        }
+        let size = validate::id_page(r.page_size, &r.page_token)?;
         // Like every other call naming a tenant: one that does not exist is
         // NOT_FOUND, not an empty list.
         if self

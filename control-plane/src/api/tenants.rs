@@ -69,17 +69,40 @@ impl TenantService for Api {
         // A key limited to tenants lists only those (the access layer
         // leaves this one call to the handler).
         let principal = req.extensions().get::<crate::access::Principal>().cloned();
-        let all = self.store().list::<TenantRecord>(keys::TENANTS).await?;
-        let tenants = all
-            .iter()
-            .filter(|v| {
-                principal
-                    .as_ref()
-                    .is_some_and(|p| p.key.may_act_for(&v.value.id))
-            })
-            .map(|v| convert::tenant(&v.value, v.revision))
-            .collect();
-        Ok(Response::new(pb::ListTenantsResponse { tenants }))
+        let r = req.into_inner();
+        let size = validate::id_page(r.page_size, &r.page_token)?;
+        let (mut tenants, mut after) = (Vec::new(), r.page_token);
+        // A key limited to some tenants skips the others, so a page is
+        // read until it is full or etcd has no more.
+        loop {
+            let (page, more) = self
+                .store()
+                .list_page::<TenantRecord>(keys::TENANTS, &after, size - tenants.len())
+                .await?;
+            if let Some((id, _)) = page.last() {
+                after = id.clone();
+            }
+            tenants.extend(
+                page.iter()
+                    .filter(|(_, v)| {
+                        principal
+                            .as_ref()
+                            .is_some_and(|p| p.key.may_act_for(&v.value.id))
+                    })
+                    .map(|(_, v)| convert::tenant(&v.value, v.revision)),
+            );
+            if !more {
+                after.clear();
+                break;
+            }
+            if tenants.len() == size {
+                break;
+            }
+        }
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants,
+            next_page_token: after,
+        }))
     }
 
     async fn delete_tenant(

@@ -70,9 +70,10 @@ pub const MAX_JWT_CLAIMS: usize = 4096;
 /// (the limits above keep a spec far below it).
 pub const MAX_STORED_SPEC: usize = 1024 * 1024;
 
-/// Most endpoints per ListEndpoints page.
+/// Most endpoints per ListEndpoints page (tenants per ListTenants page).
 pub const MAX_ENDPOINT_PAGE: usize = 1000;
-/// Endpoints per ListEndpoints page when the caller says nothing.
+/// Endpoints per ListEndpoints page (tenants per ListTenants page) when
+/// the caller says nothing.
 pub const DEFAULT_ENDPOINT_PAGE: usize = 500;
 /// Most statuses or event type patterns in one ListDeliveries filter.
 pub const MAX_LIST_FILTERS: usize = 100;
@@ -212,7 +213,7 @@ pub fn table() -> Vec<(&'static str, String)> {
             format!("at most 500; a token this API returned (at most {MAX_PAGE_TOKEN} bytes)"),
         ),
         (
-            "ListEndpoints `page_size`; `page_token`",
+            "ListEndpoints and ListTenants `page_size`; `page_token`",
             format!(
                 "at most {MAX_ENDPOINT_PAGE} (0: {DEFAULT_ENDPOINT_PAGE}); a token this API returned"
             ),

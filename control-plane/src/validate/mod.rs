@@ -45,6 +45,26 @@ pub fn name(field: &str, value: &str) -> Result<()> {
     validate_name(value).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
+/// The page size of a list by id (ListEndpoints, ListTenants): 0 means
+/// the default; and its token, the last id of the previous page.
+pub fn id_page(page_size: u32, page_token: &str) -> Result<usize> {
+    use limits::{DEFAULT_ENDPOINT_PAGE, MAX_ENDPOINT_PAGE};
+    let size = match page_size {
+        0 => DEFAULT_ENDPOINT_PAGE,
+        n if n as usize <= MAX_ENDPOINT_PAGE => n as usize,
+        n => {
+            return Err(Error::invalid(
+                "page_size",
+                format!("{n} is over the limit of {MAX_ENDPOINT_PAGE}"),
+            ));
+        }
+    };
+    if !page_token.is_empty() {
+        name("page_token", page_token)?;
+    }
+    Ok(size)
+}
+
 /// Optional free text of bounded length.
 pub fn text(field: &str, value: &str) -> Result<()> {
     if value.len() > MAX_TEXT {
