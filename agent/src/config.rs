@@ -81,6 +81,12 @@ pub struct Config {
     /// Queued deliveries never count and are never dropped.
     #[arg(long, env = "HERALD_LOG_MAX_DELIVERIES", default_value_t = 1_000_000)]
     pub log_max_deliveries: u64,
+    /// At most this many undelivered deliveries (queued or retrying) are
+    /// held; past it, new ones are refused with RESOURCE_EXHAUSTED until
+    /// delivery catches up (0: no limit). Each held delivery costs about
+    /// 350 bytes of memory.
+    #[arg(long, env = "HERALD_MAX_UNDELIVERED", default_value_t = 3_000_000)]
+    pub max_undelivered: u64,
     /// On SIGTERM, how long to wait for our slots and queues to move to the
     /// other agents before stopping anyway.
     #[arg(long, env = "HERALD_DRAIN_TIMEOUT_SECS", default_value_t = 30)]

@@ -14,6 +14,17 @@ pub enum Error {
     /// Work routed by another epoch, or for a slot this agent does not own.
     #[error("{0}")]
     Fenced(String),
+    /// New work would take the undelivered deliveries held past the
+    /// agent's limit.
+    #[error(
+        "this agent holds {held} undelivered deliveries, its limit (--max-undelivered {limit}); publish again with the same idempotency key once its endpoints catch up"
+    )]
+    Full {
+        /// Undelivered deliveries held now.
+        held: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A malformed request; names the field.
     #[error("{field}: {reason}")]
     InvalidArgument {
@@ -30,6 +41,7 @@ impl From<Error> for Status {
             Error::Store(_) => Code::Internal,
             Error::WriterGone => Code::Unavailable,
             Error::Fenced(_) => Code::FailedPrecondition,
+            Error::Full { .. } => Code::ResourceExhausted,
             Error::InvalidArgument { .. } => Code::InvalidArgument,
         };
         if code == Code::Internal {

@@ -39,6 +39,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)?;
     let agent_id = agent_id(&config.data_dir)?;
     let store = Store::open_with_segment_bytes(&config.data_dir, config.store_segment_mib << 20)?;
+    store.limit_undelivered(config.max_undelivered);
     let state = AgentState::new();
     // Messages workers send to the control plane, forwarded by the control loop.
     let (outbox, outbox_rx) = tokio::sync::mpsc::channel(1024);

@@ -87,7 +87,12 @@ impl Coalescer {
             let outcome = answer.await.map_err(|_| {
                 Error::Unavailable(format!("ingest queue of {addr} dropped a share"))
             })?;
-            outcome.map_err(|status| Error::Unavailable(status.message().to_string()))?;
+            outcome.map_err(|status| match status.code() {
+                tonic::Code::ResourceExhausted => {
+                    Error::ResourceExhausted(format!("agent {addr}: {}", status.message()))
+                }
+                _ => Error::Unavailable(status.message().to_string()),
+            })?;
         }
         Ok(())
     }

@@ -29,6 +29,10 @@ pub enum Error {
     /// A dependency (etcd, an agent) cannot be reached; safe to retry.
     #[error("{0}")]
     Unavailable(String),
+    /// An agent holds as many undelivered deliveries as it may; retry
+    /// later, with the same idempotency key.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// etcd answered with an error.
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
@@ -60,6 +64,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unavailable(_) | Error::Etcd(_) => Code::Unavailable,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Corrupt { .. } => Code::Internal,
         }
     }

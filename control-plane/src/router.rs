@@ -39,7 +39,9 @@ impl Router {
         }
     }
 
-    /// Stores every delivery on its owning agent, or fails UNAVAILABLE.
+    /// Stores every delivery on its owning agent, or fails: UNAVAILABLE
+    /// when no agent took them in time, RESOURCE_EXHAUSTED at once when an
+    /// owner is full (waiting would not empty it).
     pub async fn deliver(&self, deliveries: Vec<pb::Delivery>) -> Result<()> {
         let deadline = Instant::now() + self.retry_for;
         let mut pending = deliveries;
@@ -60,20 +62,25 @@ impl Router {
                 calls.spawn(async move {
                     match agents.ingest(&addr, epoch, batch.clone(), trace).await {
                         Ok(()) => Ok(()),
-                        Err(e) => Err((addr, e.to_string(), batch)),
+                        Err(e) => Err((addr, e, batch)),
                     }
                 });
             }
+            let mut full = None;
             while let Some(joined) = calls.join_next().await {
                 match joined {
                     Ok(Ok(())) => {}
-                    Ok(Err((addr, message, batch))) => {
-                        tracing::debug!(%addr, %message, "ingest refused; will re-route");
-                        last_error = Some(format!("agent {addr}: {message}"));
+                    Ok(Err((_, e @ Error::ResourceExhausted(_), _))) => full = Some(e),
+                    Ok(Err((addr, e, batch))) => {
+                        tracing::debug!(%addr, error = %e, "ingest refused; will re-route");
+                        last_error = Some(format!("agent {addr}: {e}"));
                         pending.extend(batch);
                     }
                     Err(e) => last_error = Some(format!("ingest task failed: {e}")),
                 }
+            }
+            if let Some(e) = full {
+                return Err(e);
             }
             if pending.is_empty() {
                 return Ok(());

@@ -139,6 +139,8 @@ pub struct Store {
     writer: mpsc::Sender<WriteOp>,
     /// Deliveries with a seq below this were stored before this start.
     first_seq_of_this_run: u64,
+    /// See [`Store::limit_undelivered`].
+    max_undelivered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -185,7 +187,14 @@ impl Store {
         let first_seq_of_this_run = index.read().unwrap_or_else(|p| p.into_inner()).next_seq;
         let segments = log.segments();
         let (writer, rx) = mpsc::channel(8192);
-        let w = write::Writer::new(log, seen_log, seen_newest, index.clone());
+        let max_undelivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let w = write::Writer::new(
+            log,
+            seen_log,
+            seen_newest,
+            index.clone(),
+            max_undelivered.clone(),
+        );
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -205,6 +214,7 @@ impl Store {
             segments,
             writer,
             first_seq_of_this_run,
+            max_undelivered,
         };
         {
             let ix = store.index();
@@ -217,6 +227,15 @@ impl Store {
         }
         migrate::from_redb_if_present(data_dir, &store)?;
         Ok(store)
+    }
+
+    /// Refuses new deliveries ([`Store::insert`]) once the store would hold
+    /// more than `limit` undelivered ones (queued, retrying or parked), with
+    /// [`Error::Full`]; 0 means no limit (the default). Handed-over work is
+    /// always taken.
+    pub fn limit_undelivered(&self, limit: u64) {
+        self.max_undelivered
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The segment files the log has now (for tests and benchmarks).

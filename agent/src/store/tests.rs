@@ -569,3 +569,58 @@ async fn a_damaged_record_in_the_middle_stops_the_store_from_opening() {
     };
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
+
+#[tokio::test]
+async fn new_work_past_the_undelivered_limit_is_refused_and_nothing_of_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.limit_undelivered(3);
+    let r = s
+        .insert(vec![delivery("a", "e1"), delivery("a", "e2")])
+        .await
+        .unwrap();
+    assert_eq!(r.stored, 2);
+    // Two more would make four: all or nothing, so neither is stored.
+    let e = s
+        .insert(vec![delivery("a", "e3"), delivery("b", "e4")])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Full { held: 2, limit: 3 }), "{e}");
+    assert!(e.to_string().contains("--max-undelivered 3"), "{e}");
+    assert_eq!(s.queue_len().unwrap(), 2);
+    assert!(s.pending("b", 0, 10).unwrap().is_empty());
+    // One fits; then a duplicate needs no room, a new one is refused.
+    assert_eq!(s.insert(vec![delivery("a", "e3")]).await.unwrap().stored, 1);
+    let dup = s.insert(vec![delivery("a", "e1")]).await.unwrap();
+    assert_eq!((dup.stored, dup.duplicates), (0, 1));
+    assert!(matches!(
+        s.insert(vec![delivery("a", "e5")]).await,
+        Err(Error::Full { held: 3, .. })
+    ));
+    // Handed-over work was accepted elsewhere already: always taken.
+    let mut d = delivery("c", "h1");
+    d.slot = slot_of("c");
+    d.delivery_id = herald_shared::ids::delivery_id_for("c", "h1");
+    let handed = pb::HandedDelivery {
+        delivery: Some(d),
+        status: pb::DeliveryStatus::Pending as i32,
+        stamp: Some(pb::DeliveryStamp { epoch: 1, seq: 1 }),
+        ..Default::default()
+    };
+    let r = s
+        .insert_handed(2, vec![handed], false, vec![])
+        .await
+        .unwrap();
+    assert_eq!(r.stored, 1);
+    assert_eq!(s.queue_len().unwrap(), 4);
+    // Delivering makes room again.
+    for q in s.pending("a", 0, 10).unwrap() {
+        s.record_success(q.seq, attempt(200)).await;
+    }
+    s.sync().await.unwrap();
+    assert_eq!(s.insert(vec![delivery("a", "e5")]).await.unwrap().stored, 1);
+    // 0 is no limit.
+    s.limit_undelivered(0);
+    let many: Vec<_> = (0..10).map(|i| delivery("d", &format!("m{i}"))).collect();
+    assert_eq!(s.insert(many).await.unwrap().stored, 10);
+}

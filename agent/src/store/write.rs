@@ -12,6 +12,7 @@
 //! every earlier request applied.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use herald_proto::v1 as pb;
@@ -179,6 +180,9 @@ pub(super) struct Writer {
     index: Arc<RwLock<Index>>,
     next_seq: u64,
     next_position: u64,
+    /// Most undelivered deliveries new work may bring the store to (0: no
+    /// limit); set through [`super::Store::limit_undelivered`].
+    max_undelivered: Arc<AtomicU64>,
 }
 
 /// One commit being built.
@@ -222,6 +226,7 @@ impl Writer {
         seen_log: Log,
         seen_newest: std::collections::BTreeMap<u32, i64>,
         index: Arc<RwLock<Index>>,
+        max_undelivered: Arc<AtomicU64>,
     ) -> Self {
         let (next_seq, next_position) = {
             let ix = index.read().unwrap_or_else(|p| p.into_inner());
@@ -234,6 +239,7 @@ impl Writer {
             index,
             next_seq,
             next_position,
+            max_undelivered,
         }
     }
 
@@ -355,6 +361,11 @@ impl Writer {
                 parked,
                 reply,
             } => {
+                if let Err(e) = self.room_for(g, &deliveries) {
+                    // Nothing of it is stored.
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 let r = self.build_insert(g, epoch, deliveries, &parked, now);
                 g.replies.push(Reply::Inserted(reply, r));
             }
@@ -389,6 +400,40 @@ impl Writer {
     /// Whether `id` is held, or (for new work, `check_seen`) was accepted
     /// within the idempotency window. Handed-over deliveries skip the
     /// window: one that left this agent earlier and comes back is taken.
+    /// Refuses new deliveries that would take the undelivered ones held
+    /// past the limit. The indexes live in memory, so without a bound an
+    /// endpoint down long enough would take all of it, and the agent would
+    /// fail at every restart. Handed-over work is never refused: it was
+    /// accepted already. Duplicates need no room.
+    fn room_for(&self, g: &Group, deliveries: &[pb::Delivery]) -> Result<()> {
+        let limit = self.max_undelivered.load(Ordering::Relaxed);
+        if limit == 0 {
+            return Ok(());
+        }
+        let held = {
+            let ix = self.read_index();
+            (ix.entries.len().saturating_sub(ix.finished.len()) + g.ids.len()) as u64
+        };
+        if held + deliveries.len() as u64 <= limit {
+            return Ok(());
+        }
+        let new = deliveries
+            .iter()
+            .filter(|d| {
+                let id = if d.delivery_id.is_empty() {
+                    herald_shared::ids::delivery_id_for(&d.endpoint_id, &d.event_id)
+                } else {
+                    d.delivery_id.clone()
+                };
+                IdKey::parse(&id).is_some_and(|id| !self.is_duplicate(g, id, true))
+            })
+            .count() as u64;
+        if new == 0 || held + new <= limit {
+            return Ok(());
+        }
+        Err(Error::Full { held, limit })
+    }
+
     fn is_duplicate(&self, g: &Group, id: IdKey, check_seen: bool) -> bool {
         let ix = self.read_index();
         g.ids.contains(&id) || ix.ids.contains_key(&id) || (check_seen && ix.seen.contains_key(&id))
