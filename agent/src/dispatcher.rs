@@ -598,17 +598,24 @@ impl Inner {
     }
 
     /// Counts an attempt toward the endpoint's failure rate, and reports a
-    /// crossing of the threshold.
+    /// crossing of the threshold, or a recovery from one.
     fn watch_failure_rate(&self, ep: &pb::DeliveryEndpoint, pace: &Pace, a: &http::Attempted) {
         let failed = matches!(a.outcome, Outcome::Failed { .. });
-        let crossing = pace
+        let change = pace
             .failing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(&self.failing, now_ms(), failed);
-        if let Some(f) = crossing {
-            tracing::warn!(endpoint = %ep.id, attempts = f.attempts, failed = f.failed, "endpoint failing");
-            self.report(operational::failing(ep, &f));
+        match change {
+            Some(failing::Change::Failing(f)) => {
+                tracing::warn!(endpoint = %ep.id, attempts = f.attempts, failed = f.failed, "endpoint failing");
+                self.report(operational::failing(ep, &f));
+            }
+            Some(failing::Change::Recovered(f)) => {
+                tracing::info!(endpoint = %ep.id, attempts = f.attempts, failed = f.failed, "endpoint recovered");
+                self.report(operational::recovered(ep, &f));
+            }
+            None => {}
         }
     }
 

@@ -3,7 +3,10 @@
 //! `herald.endpoint.failing` once; the detector re-arms only when the
 //! share falls under half the threshold, or the window holds fewer than
 //! the minimum of attempts, so a rate hovering at the threshold does not
-//! fire on every attempt.
+//! fire on every attempt. Re-arming on a successful attempt fires
+//! `herald.endpoint.recovered`, so each failing report is followed by at
+//! most one recovery, and an alert raised by the one can be closed by the
+//! other.
 
 use herald_shared::operational::Failing;
 
@@ -31,10 +34,19 @@ pub struct Window {
     failing: bool,
 }
 
+/// What an attempt changed about an endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// It crossed the threshold: now failing.
+    Failing(Failing),
+    /// It was failing, and this successful attempt re-armed the detector.
+    Recovered(Failing),
+}
+
 impl Window {
-    /// Counts an attempt made at `now_ms`; returns the crossing when this
-    /// attempt made the endpoint failing.
-    pub fn record(&mut self, s: &Settings, now_ms: i64, failed: bool) -> Option<Failing> {
+    /// Counts an attempt made at `now_ms`; returns the change when this
+    /// attempt made the endpoint failing, or recovered from it.
+    pub fn record(&mut self, s: &Settings, now_ms: i64, failed: bool) -> Option<Change> {
         if s.threshold_percent == 0 {
             return None;
         }
@@ -53,10 +65,20 @@ impl Window {
             .fold((0, 0), |(a, f), (_, ba, bf)| (a + ba, f + bf));
         let percent = |p: u64| fails * 100 >= p * attempts;
         let at_threshold = attempts >= s.min_attempts && percent(u64::from(s.threshold_percent));
+        let reading = Failing {
+            attempts,
+            failed: fails,
+            window_secs: (s.window_ms / 1000) as u64,
+            threshold_percent: s.threshold_percent,
+            at_ms: now_ms,
+        };
         if self.failing {
             let under_half = !percent(u64::from(s.threshold_percent).div_ceil(2));
             if attempts < s.min_attempts || under_half {
                 self.failing = false;
+                // A failure that re-arms (the old ones aged out) is no
+                // recovery; the next success will be, if the share holds.
+                return (!failed).then_some(Change::Recovered(reading));
             }
             return None;
         }
@@ -64,13 +86,7 @@ impl Window {
             return None;
         }
         self.failing = true;
-        Some(Failing {
-            attempts,
-            failed: fails,
-            window_secs: (s.window_ms / 1000) as u64,
-            threshold_percent: s.threshold_percent,
-            at_ms: now_ms,
-        })
+        Some(Change::Failing(reading))
     }
 }
 
@@ -85,12 +101,47 @@ mod tests {
         min_attempts: 4,
     };
 
+    /// Failing reports among the outcomes' changes.
     fn run(w: &mut Window, at: i64, outcomes: &[bool]) -> usize {
+        changes(w, at, outcomes)
+            .iter()
+            .filter(|c| matches!(c, Change::Failing(_)))
+            .count()
+    }
+
+    fn changes(w: &mut Window, at: i64, outcomes: &[bool]) -> Vec<Change> {
         outcomes
             .iter()
             .enumerate()
-            .filter(|(i, f)| w.record(&S, at + *i as i64, **f).is_some())
-            .count()
+            .filter_map(|(i, f)| w.record(&S, at + i as i64, *f))
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_endpoint_recovers_once_on_a_success_under_half() {
+        let mut w = Window::default();
+        assert_eq!(run(&mut w, 0, &[true; 6]), 1);
+        // 6 failed of 9: still over half the threshold (25 %).
+        assert!(changes(&mut w, 10, &[false; 3]).is_empty());
+        // 6 of 24 is 25 %: not under it yet; 6 of 25 is.
+        assert!(changes(&mut w, 20, &[false; 15]).is_empty());
+        let c = changes(&mut w, 40, &[false; 5]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        let Change::Recovered(r) = c[0] else {
+            panic!("{c:?}")
+        };
+        assert_eq!((r.attempts, r.failed), (25, 6));
+        // Healthy from here: nothing more.
+        assert!(changes(&mut w, 60, &[false; 50]).is_empty());
+    }
+
+    #[test]
+    fn failures_aging_out_re_arm_without_a_recovery() {
+        let mut w = Window::default();
+        assert_eq!(run(&mut w, 0, &[true; 10]), 1);
+        // A window later, a failure re-arms and crosses no threshold yet.
+        assert!(changes(&mut w, 120_000, &[true]).is_empty());
+        assert_eq!(run(&mut w, 120_001, &[true; 5]), 1, "failing again");
     }
 
     #[test]
@@ -136,6 +187,28 @@ mod tests {
                 .filter(|i| w.record(&S, start + *i as i64 * 10, true).is_some())
                 .count();
             prop_assert_eq!(fired, 1);
+        }
+
+        /// Every recovery closes a failing report, on a successful attempt
+        /// with the share under half the threshold; none comes without one.
+        #[test]
+        fn a_recovery_closes_a_failing_report(
+            outcomes in proptest::collection::vec(any::<bool>(), 1..600),
+            step in 1i64..500,
+        ) {
+            let mut w = Window::default();
+            let mut open = false;
+            for (i, failed) in outcomes.into_iter().enumerate() {
+                match w.record(&S, i as i64 * step, failed) {
+                    Some(Change::Failing(_)) => open = true,
+                    Some(Change::Recovered(r)) => {
+                        prop_assert!(open && !failed);
+                        prop_assert!(r.attempts < S.min_attempts || r.failed * 100 < 25 * r.attempts);
+                        open = false;
+                    }
+                    None => {}
+                }
+            }
         }
     }
 }

@@ -76,6 +76,16 @@ pub fn failing(ep: &pb::DeliveryEndpoint, f: &Failing) -> pb::AgentMessage {
     )
 }
 
+/// `herald.endpoint.recovered` when a failing endpoint succeeds again.
+pub fn recovered(ep: &pb::DeliveryEndpoint, f: &Failing) -> pb::AgentMessage {
+    message(
+        ep,
+        op::ENDPOINT_RECOVERED,
+        op::recovered(&endpoint_ref(ep), f),
+        format!("recovered:{}:{}", ep.id, f.at_ms),
+    )
+}
+
 fn message(
     ep: &pb::DeliveryEndpoint,
     event_type: &str,

@@ -26,9 +26,11 @@ pub const ENDPOINT_ENABLED: &str = "herald.endpoint.enabled";
 pub const DELIVERY_EXHAUSTED: &str = "herald.delivery.exhausted";
 /// An endpoint's failure rate over the window crossed the threshold.
 pub const ENDPOINT_FAILING: &str = "herald.endpoint.failing";
+/// A failing endpoint succeeds again.
+pub const ENDPOINT_RECOVERED: &str = "herald.endpoint.recovered";
 
 /// Every operational type with its description, as the catalog lists it.
-pub const TYPES: [(&str, &str); 4] = [
+pub const TYPES: [(&str, &str); 5] = [
     (
         ENDPOINT_DISABLED,
         "An endpoint was disabled: by Herald (410 Gone, or deliveries failed in a row) or through the API; says why and the last failure.",
@@ -41,6 +43,10 @@ pub const TYPES: [(&str, &str); 4] = [
     (
         ENDPOINT_FAILING,
         "An endpoint's share of failed attempts over the agent's window crossed the operator's threshold.",
+    ),
+    (
+        ENDPOINT_RECOVERED,
+        "An endpoint reported failing succeeds again: an attempt succeeded and its failed share is under half the threshold.",
     ),
 ];
 
@@ -155,7 +161,8 @@ pub fn exhausted(ep: &EndpointRef, e: &Exhausted) -> Value {
     })
 }
 
-/// A crossing of the failure-rate threshold.
+/// The failure-rate window when an endpoint crossed the threshold (or,
+/// for [`recovered`], came back under it).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Failing {
     /// Attempts in the window.
@@ -172,20 +179,30 @@ pub struct Failing {
 
 /// `herald.endpoint.failing`.
 pub fn failing(ep: &EndpointRef, f: &Failing) -> Value {
+    window(ep, f, "crossed_at")
+}
+
+/// `herald.endpoint.recovered`.
+pub fn recovered(ep: &EndpointRef, f: &Failing) -> Value {
+    window(ep, f, "recovered_at")
+}
+
+fn window(ep: &EndpointRef, f: &Failing, at_field: &str) -> Value {
     let rate = if f.attempts == 0 {
         0.0
     } else {
         f.failed as f64 / f.attempts as f64
     };
-    json!({
+    let mut v = json!({
         "endpoint": ep.json(),
         "failure_rate": (rate * 1000.0).round() / 1000.0,
         "attempts": f.attempts,
         "failed_attempts": f.failed,
         "window_secs": f.window_secs,
         "threshold_percent": f.threshold_percent,
-        "crossed_at": crate::envelope::rfc3339_ms(f.at_ms),
-    })
+    });
+    v[at_field] = crate::envelope::rfc3339_ms(f.at_ms).into();
+    v
 }
 
 #[cfg(test)]
@@ -229,5 +246,18 @@ mod tests {
             },
         );
         assert_eq!(v["failure_rate"], 0.667);
+        assert_eq!(v["crossed_at"], "1970-01-01T00:00:00.000Z");
+        let v = recovered(
+            &ep,
+            &Failing {
+                attempts: 10,
+                failed: 2,
+                at_ms: 1000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(v["failure_rate"], 0.2);
+        assert_eq!(v["recovered_at"], "1970-01-01T00:00:01.000Z");
+        assert!(v.get("crossed_at").is_none());
     }
 }

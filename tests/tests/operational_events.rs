@@ -314,6 +314,94 @@ async fn exhausted_deliveries_and_a_failing_endpoint_are_reported_without_loops(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_failing_endpoint_that_succeeds_again_is_reported_recovered_once() -> anyhow::Result<()> {
+    let mut s = setup(&[
+        "--failing-threshold-percent",
+        "50",
+        "--failing-window-secs",
+        "600",
+        "--failing-min-attempts",
+        "3",
+    ])
+    .await?;
+    let api = &mut s.api;
+    let watch = Receiver::start().await;
+    let target = Receiver::start().await;
+    endpoint(
+        api,
+        "acme",
+        &watch.url("/watch"),
+        &["herald.endpoint.*"],
+        vec![],
+    )
+    .await?;
+    // No retries: each delivery is one attempt.
+    let (ep, _) = endpoint(api, "acme", &target.url("/t"), &["order.*"], vec![]).await?;
+    target.set_status(500);
+    for n in 0..3 {
+        api.publish("acme", "order.created", json!({"n": n}), &format!("o{n}"))
+            .await?;
+    }
+    let failing = watch.wait_for(1, WAIT).await;
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0].json()["type"], "herald.endpoint.failing");
+    // Healthy again. 3 failed of 12 is 25 %, not under half the
+    // threshold; the 13th attempt is.
+    target.set_status(200);
+    for n in 3..15 {
+        api.publish("acme", "order.created", json!({"n": n}), &format!("o{n}"))
+            .await?;
+    }
+    target.wait_for(15, WAIT).await;
+    let got = watch.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let r = got[1].json();
+    assert_eq!(r["type"], "herald.endpoint.recovered");
+    assert_eq!(r["data"]["endpoint"]["id"], ep.as_str());
+    assert_eq!(r["data"]["failed_attempts"], 3);
+    assert_eq!(r["data"]["attempts"], 13);
+    assert!(r["data"]["recovered_at"].is_string());
+    // Once: the following successes say nothing more (the detector's
+    // property tests cover every sequence; this is the cluster's view).
+    for n in 15..20 {
+        api.publish("acme", "order.created", json!({"n": n}), &format!("o{n}"))
+            .await?;
+    }
+    target.wait_for(20, WAIT).await;
+    // Disabling it is reported after anything those attempts could have
+    // reported: the agent sends its reports as each attempt ends.
+    let current = api
+        .endpoints
+        .get_endpoint(pb::GetEndpointRequest {
+            tenant_id: "acme".into(),
+            id: ep.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut spec = current.spec.clone().unwrap_or_default();
+    spec.enabled = false;
+    api.endpoints
+        .update_endpoint(pb::UpdateEndpointRequest {
+            tenant_id: "acme".into(),
+            id: ep.clone(),
+            spec: Some(spec),
+            expected_revision: current.revision,
+        })
+        .await?;
+    let got = watch.wait_for(3, WAIT).await;
+    assert_eq!(got[2].json()["type"], "herald.endpoint.disabled", "{got:?}");
+    let all = watch.received();
+    assert_eq!(
+        all.iter()
+            .filter(|r| r.json()["type"] == "herald.endpoint.recovered")
+            .count(),
+        1,
+        "{all:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_herald_types_are_listed_and_reserved() -> anyhow::Result<()> {
     let mut s = setup(&[]).await?;
     let api = &mut s.api;
@@ -335,7 +423,8 @@ async fn the_herald_types_are_listed_and_reserved() -> anyhow::Result<()> {
             "herald.delivery.exhausted",
             "herald.endpoint.disabled",
             "herald.endpoint.enabled",
-            "herald.endpoint.failing"
+            "herald.endpoint.failing",
+            "herald.endpoint.recovered"
         ]
     );
     let e = api

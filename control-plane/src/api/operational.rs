@@ -138,7 +138,13 @@ impl Api {
     /// An operational event an agent made. Only the types agents report
     /// are taken, for an endpoint that exists.
     pub(crate) async fn agent_reported(&self, e: pb::OperationalEvent) {
-        if e.event_type != op::DELIVERY_EXHAUSTED && e.event_type != op::ENDPOINT_FAILING {
+        if ![
+            op::DELIVERY_EXHAUSTED,
+            op::ENDPOINT_FAILING,
+            op::ENDPOINT_RECOVERED,
+        ]
+        .contains(&e.event_type.as_str())
+        {
             tracing::warn!(event_type = %e.event_type, "an agent reported an event type agents do not make; ignored");
             return;
         }
