@@ -21,7 +21,7 @@ pub enum Cmd {
         name: String,
         /// A scope; repeat for several: admin, config:read, config:write,
         /// publish, deliveries:read, deliveries:write, cluster:read,
-        /// cluster:write, cluster:agent.
+        /// cluster:write, cluster:agent, secrets:read.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Limit the key to a tenant; repeat for several. None: every tenant.

@@ -7,9 +7,9 @@ use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use herald_proto::v1::{
     BasicAuth, BodySignature, CreateEndpointRequest, DeleteEndpointRequest, Endpoint, EndpointSpec,
-    GetEndpointRequest, HttpMethod, JwtAuth, ListEndpointsRequest, ReceiverAuth,
-    RotateSecretRequest, SecretKind, SignatureEncoding, SignatureScheme,
-    endpoint_service_client::EndpointServiceClient, receiver_auth,
+    GetEndpointRequest, GetEndpointSecretRequest, GetEndpointSecretResponse, HttpMethod, JwtAuth,
+    ListEndpointsRequest, ReceiverAuth, RotateSecretRequest, SecretKind, SignatureEncoding,
+    SignatureScheme, endpoint_service_client::EndpointServiceClient, receiver_auth,
 };
 use serde_json::{Value, json};
 
@@ -86,6 +86,16 @@ pub enum Cmd {
         /// Switch the signing scheme (with the overlap, both are sent).
         #[arg(long, value_enum)]
         scheme: Option<Scheme>,
+    },
+    /// Prints the endpoint's secrets: the signing secret, rotated-out ones
+    /// still signing, and the receiver auth secret (needs a key with the
+    /// secrets:read scope).
+    Secret {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Endpoint id.
+        endpoint_id: String,
     },
     /// Changes settings: each flag given replaces one; the others stay.
     Update(Box<crate::endpoint_update::UpdateArgs>),
@@ -532,6 +542,17 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
             rows.push(vec!["new secret".into(), resp.secret]);
             out.emit(&json, &["FIELD", "VALUE"], &rows);
         }
+        Cmd::Secret {
+            tenant,
+            endpoint_id,
+        } => {
+            let req = GetEndpointSecretRequest {
+                tenant_id: tenant,
+                id: endpoint_id,
+            };
+            let s = client.get_endpoint_secret(req).await?.into_inner();
+            out.emit(&secrets_json(&s), &["FIELD", "VALUE"], &secrets_rows(&s));
+        }
         Cmd::Test {
             tenant,
             endpoint_id,
@@ -545,9 +566,62 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
     Ok(())
 }
 
+/// `endpoint secret --output json`.
+fn secrets_json(s: &GetEndpointSecretResponse) -> Value {
+    json!({
+        "signing_secret": s.signing_secret,
+        "previous_signing_secrets": s.previous_signing_secrets.iter().map(|p| json!({
+            "secret": p.secret,
+            "expires_at_ms": p.expires_at_ms,
+        })).collect::<Vec<_>>(),
+        "jwt_secret": s.jwt_secret,
+        "basic_password": s.basic_password,
+    })
+}
+
+/// `endpoint secret` as a table: only the secrets the endpoint has.
+fn secrets_rows(s: &GetEndpointSecretResponse) -> Vec<Vec<String>> {
+    let mut rows = vec![vec!["signing secret".into(), s.signing_secret.clone()]];
+    for p in &s.previous_signing_secrets {
+        rows.push(vec![
+            format!("previous (until {})", time(p.expires_at_ms)),
+            p.secret.clone(),
+        ]);
+    }
+    if !s.jwt_secret.is_empty() {
+        rows.push(vec!["jwt secret".into(), s.jwt_secret.clone()]);
+    }
+    if !s.basic_password.is_empty() {
+        rows.push(vec!["basic password".into(), s.basic_password.clone()]);
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_show_only_what_the_endpoint_has() {
+        let s = GetEndpointSecretResponse {
+            signing_secret: "whsec_new".into(),
+            previous_signing_secrets: vec![herald_proto::v1::PreviousSecret {
+                secret: "whsec_old".into(),
+                expires_at_ms: 0,
+            }],
+            jwt_secret: String::new(),
+            basic_password: "pw".into(),
+        };
+        let rows = secrets_rows(&s);
+        let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(rows[1][1], "whsec_old");
+        assert_eq!(rows[2], ["basic password", "pw"]);
+        assert_eq!(
+            secrets_json(&s)["previous_signing_secrets"][0]["secret"],
+            "whsec_old"
+        );
+    }
 
     #[test]
     fn headers_parse() {

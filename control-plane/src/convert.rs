@@ -32,6 +32,31 @@ pub fn tenant(rec: &TenantRecord, revision: i64) -> pb::Tenant {
     }
 }
 
+/// An endpoint's secrets (`GetEndpointSecret`): the current signing
+/// secret, the rotated-out ones still signing at `now_ms`, and the
+/// receiver auth secret.
+pub fn endpoint_secrets(rec: &EndpointRecord, now_ms: i64) -> pb::GetEndpointSecretResponse {
+    let (jwt_secret, basic_password) = match &rec.auth {
+        Some(AuthRecord::Jwt { secret, .. }) => (secret.clone(), String::new()),
+        Some(AuthRecord::Basic { password, .. }) => (String::new(), password.clone()),
+        None => Default::default(),
+    };
+    pb::GetEndpointSecretResponse {
+        signing_secret: rec.signing_secrets.first().cloned().unwrap_or_default(),
+        previous_signing_secrets: rec
+            .previous_secrets
+            .iter()
+            .filter(|p| p.expires_at_ms > now_ms)
+            .map(|p| pb::PreviousSecret {
+                secret: p.secret.clone(),
+                expires_at_ms: p.expires_at_ms,
+            })
+            .collect(),
+        jwt_secret,
+        basic_password,
+    }
+}
+
 /// Public view of an endpoint: everything but its secrets.
 pub fn endpoint(rec: &EndpointRecord, revision: i64) -> pb::Endpoint {
     pb::Endpoint {
@@ -227,4 +252,50 @@ fn delays_u32(ms: &[u64]) -> Vec<u32> {
     ms.iter()
         .map(|d| u32::try_from(*d).unwrap_or(u32::MAX))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_shared::model::ExpiringSecretRecord;
+
+    #[test]
+    fn secrets_show_the_current_and_the_still_signing_ones() {
+        let rec = EndpointRecord {
+            signing_secrets: vec!["whsec_new".into()],
+            previous_secrets: vec![
+                ExpiringSecretRecord {
+                    secret: "whsec_gone".into(),
+                    expires_at_ms: 100,
+                },
+                ExpiringSecretRecord {
+                    secret: "whsec_old".into(),
+                    expires_at_ms: 200,
+                },
+            ],
+            auth: Some(AuthRecord::Basic {
+                username: "u".into(),
+                password: "pw".into(),
+            }),
+            ..Default::default()
+        };
+        let s = endpoint_secrets(&rec, 100);
+        assert_eq!(s.signing_secret, "whsec_new");
+        let previous: Vec<&str> = s
+            .previous_signing_secrets
+            .iter()
+            .map(|p| p.secret.as_str())
+            .collect();
+        assert_eq!(previous, ["whsec_old"], "expired ones sign no more");
+        assert_eq!(
+            (s.basic_password.as_str(), s.jwt_secret.as_str()),
+            ("pw", "")
+        );
+        // The public view carries none of them.
+        let public = format!("{:?}", endpoint(&rec, 1));
+        assert!(
+            !public.contains("whsec_") && !public.contains("pw\""),
+            "{public}"
+        );
+    }
 }

@@ -25,6 +25,7 @@ fn needed(rpc: &str) -> &'static str {
         "GetCluster" => "cluster:read",
         "DrainAgent" => "cluster:write",
         "CreateApiKey" | "ListApiKeys" | "RevokeApiKey" => "admin",
+        "GetEndpointSecret" => "secrets:read",
         other => panic!("the test does not know RPC {other}: add it"),
     }
 }
@@ -159,6 +160,14 @@ async fn call(api: &mut Clients, rpc: &str, w: &World) -> Result<(), tonic::Stat
                 tenant_id: t(),
                 id: "ep_none".into(),
                 ..Default::default()
+            })
+            .await
+            .map(drop),
+        "GetEndpointSecret" => api
+            .endpoints
+            .get_endpoint_secret(pb::GetEndpointSecretRequest {
+                tenant_id: t(),
+                id: ep(),
             })
             .await
             .map(drop),
@@ -955,5 +964,98 @@ async fn the_cli_sends_the_key_and_manages_keys() -> anyhow::Result<()> {
     assert!(ok, "{err}");
     let (ok, _, err) = cli(url, Some(&key), &["tenant", "list"])?;
     assert!(!ok && err.contains("UNAUTHENTICATED"), "{err}");
+    Ok(())
+}
+
+/// Secrets are shown at create and rotate, and after that only to a key
+/// with `secrets:read` (or admin): config:write may rotate them but not
+/// read them, and a key for another tenant finds no such endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_secrets_are_read_only_with_secrets_read() -> anyhow::Result<()> {
+    let mut c = Cluster::start().await?;
+    c.api.event_type("order.created").await?;
+    c.api.tenant("acme").await?;
+    c.api.tenant("other").await?;
+    let created = c
+        .api
+        .endpoint("acme", "https://example.com/hook", &["order.created"])
+        .await?;
+    let ep = created.endpoint.expect("endpoint").id;
+    let first = created.signing_secret;
+    let ask = |tenant: &str| pb::GetEndpointSecretRequest {
+        tenant_id: tenant.into(),
+        id: ep.clone(),
+    };
+
+    let writer = key(&mut c.api, "writer", &["config:write"], &[]).await?;
+    let mut writer = Clients::connect(&c.cp.url, Some(&writer)).await?;
+    let e = writer
+        .endpoints
+        .get_endpoint_secret(ask("acme"))
+        .await
+        .expect_err("config:write does not read secrets");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("secrets:read"), "{}", e.message());
+    assert!(!e.message().contains(&first), "no secret in errors");
+
+    let reader = key(&mut c.api, "reader", &["secrets:read"], &["acme"]).await?;
+    let mut reader = Clients::connect(&c.cp.url, Some(&reader)).await?;
+    let got = reader
+        .endpoints
+        .get_endpoint_secret(ask("acme"))
+        .await?
+        .into_inner();
+    assert_eq!(got.signing_secret, first);
+    assert!(got.previous_signing_secrets.is_empty());
+    // The same key reads no configuration, and nothing of other tenants.
+    let e = reader
+        .endpoints
+        .get_endpoint(pb::GetEndpointRequest {
+            tenant_id: "acme".into(),
+            id: ep.clone(),
+        })
+        .await
+        .expect_err("secrets:read is not config:read");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = reader
+        .endpoints
+        .get_endpoint_secret(ask("other"))
+        .await
+        .expect_err("another tenant");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
+    // After a rotation with an overlap: the new secret, and the old one
+    // with when it stops signing.
+    let rotated = writer
+        .endpoints
+        .rotate_secret(pb::RotateSecretRequest {
+            tenant_id: "acme".into(),
+            id: ep.clone(),
+            overlap_secs: Some(3600),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let got = reader
+        .endpoints
+        .get_endpoint_secret(ask("acme"))
+        .await?
+        .into_inner();
+    assert_eq!(got.signing_secret, rotated.secret);
+    assert_eq!(got.previous_signing_secrets.len(), 1);
+    assert_eq!(got.previous_signing_secrets[0].secret, first);
+    assert!(got.previous_signing_secrets[0].expires_at_ms > herald_shared::time::now_ms());
+    // Lists and reads of the endpoint still show none of them.
+    let listed = c
+        .api
+        .endpoints
+        .list_endpoints(pb::ListEndpointsRequest {
+            tenant_id: "acme".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let text = format!("{listed:?}");
+    assert!(!text.contains(&first) && !text.contains(&rotated.secret));
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `herald` CLI itself against a real cluster: endpoint update, enable
-//! and disable (an endpoint Herald disabled can be turned back on), with
+//! and disable (an endpoint Herald disabled can be turned back on), secret
+//! rotation and read-back, with
 //! table and JSON output and errors that name the field.
 
 use herald_tests::cluster::Cluster;
@@ -151,6 +152,24 @@ async fn endpoint_update_enable_and_disable() -> anyhow::Result<()> {
     json(&c, &["endpoint", "disable", "--tenant", "acme", "--id", id])?;
     let listed = json(&c, &["endpoint", "list", "--tenant", "acme"])?;
     assert_eq!(listed[0]["enabled"], false, "{listed}");
+
+    // Rotate, then read the secrets back: the new one signs, and the first
+    // is listed as still signing until its overlap ends.
+    let first = created["signing_secret"].as_str().unwrap().to_string();
+    let rotated = json(&c, &["endpoint", "rotate-secret", "--tenant", "acme", id])?;
+    let second = rotated["secret"].as_str().unwrap();
+    assert!(second.starts_with("whsec_") && second != first, "{rotated}");
+    let secrets = json(&c, &["endpoint", "secret", "--tenant", "acme", id])?;
+    assert_eq!(secrets["signing_secret"], second, "{secrets}");
+    assert_eq!(
+        secrets["previous_signing_secrets"][0]["secret"], first,
+        "{secrets}"
+    );
+    let (ok, out, err) = herald(&c, &["endpoint", "secret", "--tenant", "acme", id])?;
+    assert!(
+        ok && out.contains(second) && out.contains("previous (until"),
+        "{out}{err}"
+    );
 
     // Errors print the server's message naming the field, and exit non-zero.
     let (ok, _, err) = herald(

@@ -266,6 +266,16 @@ async fn every_public_rpc_over_http_with_the_grpc_messages() -> anyhow::Result<(
     same_error!(h, ch, "herald.v1.EndpointService" / "RotateSecret",
         pb::RotateSecretRequest => pb::RotateSecretResponse,
         json!({"tenant_id": "acme", "id": ep, "overlap_secs": 99_999_999}), "overlap_secs: ");
+    let secrets = h
+        .ok(
+            "herald.v1.EndpointService/GetEndpointSecret",
+            json!({"tenant_id": "acme", "id": ep}),
+        )
+        .await?;
+    assert_eq!(secrets["signing_secret"], secret.as_str(), "{secrets}");
+    same_error!(h, ch, "herald.v1.EndpointService" / "GetEndpointSecret",
+        pb::GetEndpointSecretRequest => pb::GetEndpointSecretResponse,
+        json!({"tenant_id": "acme", "id": "bad id"}), "id: ");
 
     // Publishing, and the log.
     let published = h

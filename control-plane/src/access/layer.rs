@@ -138,8 +138,8 @@ impl State {
         if check_tenants {
             req = check_named_tenants(req, rule, &principal).await?;
         }
-        if rule.scope.writes() {
-            tracing::info!(key_id = %principal.key.id, rpc = rule.path, "write call");
+        if rule.scope.audited() {
+            tracing::info!(key_id = %principal.key.id, rpc = rule.path, "audited call");
         }
         req.extensions_mut().insert(principal);
         Ok(req)

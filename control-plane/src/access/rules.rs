@@ -65,6 +65,7 @@ pub const RULES: &[Rule] = &[
     rule("/herald.v1.EndpointService/UpdateEndpoint",    ConfigWrite,     First),
     rule("/herald.v1.EndpointService/DeleteEndpoint",    ConfigWrite,     First),
     rule("/herald.v1.EndpointService/RotateSecret",      ConfigWrite,     First),
+    rule("/herald.v1.EndpointService/GetEndpointSecret", SecretsRead,     First),
     rule("/herald.v1.PublishService/Publish",            Publish,         First),
     rule("/herald.v1.PublishService/PublishBatch",       Publish,         EachEvent),
     rule("/herald.v1.DeliveryService/ListDeliveries",    DeliveriesRead,  First),

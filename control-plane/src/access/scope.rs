@@ -34,11 +34,14 @@ pub enum Scope {
     /// configuration and secrets.
     #[serde(rename = "cluster:agent")]
     ClusterAgent,
+    /// Read endpoints' secrets (`GetEndpointSecret`).
+    #[serde(rename = "secrets:read")]
+    SecretsRead,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 10] = [
         Scope::Admin,
         Scope::ConfigRead,
         Scope::ConfigWrite,
@@ -48,6 +51,7 @@ impl Scope {
         Scope::ClusterRead,
         Scope::ClusterWrite,
         Scope::ClusterAgent,
+        Scope::SecretsRead,
     ];
 
     /// The scope's name, as written in keys and errors.
@@ -62,6 +66,7 @@ impl Scope {
             Scope::ClusterRead => "cluster:read",
             Scope::ClusterWrite => "cluster:write",
             Scope::ClusterAgent => "cluster:agent",
+            Scope::SecretsRead => "secrets:read",
         }
     }
 
@@ -83,10 +88,14 @@ impl Scope {
             )
     }
 
-    /// Whether a write scope (calls made with it are logged with the key).
-    pub fn writes(self) -> bool {
+    /// Whether calls needing it are logged with the key: writes, and
+    /// reading secrets.
+    pub fn audited(self) -> bool {
         use Scope::*;
-        matches!(self, Admin | ConfigWrite | DeliveriesWrite | ClusterWrite)
+        matches!(
+            self,
+            Admin | ConfigWrite | DeliveriesWrite | ClusterWrite | SecretsRead
+        )
     }
 }
 
@@ -115,6 +124,9 @@ mod tests {
         assert!(!Scope::ConfigRead.grants(Scope::ConfigWrite));
         assert!(!Scope::Publish.grants(Scope::ConfigRead));
         assert!(!Scope::ClusterWrite.grants(Scope::ClusterAgent));
+        // Changing config (even rotating) does not read secrets.
+        assert!(!Scope::ConfigWrite.grants(Scope::SecretsRead));
+        assert!(!Scope::SecretsRead.grants(Scope::ConfigRead));
         assert_eq!(Scope::parse("Admin"), None);
     }
 }

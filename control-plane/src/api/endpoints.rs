@@ -146,6 +146,18 @@ impl EndpointService for Api {
         Ok(Response::new(convert::endpoint(&v.value, v.revision)))
     }
 
+    async fn get_endpoint_secret(
+        &self,
+        req: Request<pb::GetEndpointSecretRequest>,
+    ) -> Result<Response<pb::GetEndpointSecretResponse>, Status> {
+        let r = req.into_inner();
+        let v = self.load_endpoint(&r.tenant_id, &r.id).await?;
+        Ok(Response::new(convert::endpoint_secrets(
+            &v.value,
+            herald_shared::time::now_ms(),
+        )))
+    }
+
     async fn list_endpoints(
         &self,
         req: Request<pb::ListEndpointsRequest>,

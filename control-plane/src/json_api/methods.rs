@@ -63,6 +63,7 @@ methods! {
         "UpdateEndpoint": pb::UpdateEndpointRequest => pb::Endpoint,
         "DeleteEndpoint": pb::DeleteEndpointRequest => pb::DeleteEndpointResponse,
         "RotateSecret": pb::RotateSecretRequest => pb::RotateSecretResponse,
+        "GetEndpointSecret": pb::GetEndpointSecretRequest => pb::GetEndpointSecretResponse,
     }
     "herald.v1.PublishService" => {
         "Publish": pb::PublishRequest => pb::PublishResponse,
