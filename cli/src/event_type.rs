@@ -28,6 +28,10 @@ pub enum Cmd {
         /// Human description.
         #[arg(long)]
         description: Option<String>,
+        /// JSON Schema of the payload, as JSON text (documentation for
+        /// receivers; publishing does not check it).
+        #[arg(long)]
+        schema_json: Option<String>,
         /// Example payload as JSON text.
         #[arg(long)]
         example_json: Option<String>,
@@ -115,6 +119,7 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
             group,
             display_name,
             description,
+            schema_json,
             example_json,
         } => {
             let req = CreateEventTypeRequest {
@@ -122,7 +127,7 @@ pub async fn run(channel: Ch, out: Format, cmd: Cmd) -> Result<()> {
                 group: group.unwrap_or_default(),
                 display_name: display_name.unwrap_or_default(),
                 description: description.unwrap_or_default(),
-                schema_json: String::new(),
+                schema_json: schema_json.unwrap_or_default(),
                 example_json: example_json.unwrap_or_default(),
             };
             emit_one(out, &client.create_event_type(req).await?.into_inner());

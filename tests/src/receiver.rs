@@ -3,7 +3,7 @@
 //! (n counts requests from 1).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,14 @@ struct Shared {
     /// (share of requests answered 500, state of the generator choosing
     /// them): a receiver that fails at random, reproducibly for a seed.
     flaky: Mutex<Option<(f64, u64)>>,
+    /// A `Location` header on every answer (for redirects).
+    location: Mutex<Option<String>>,
+    /// Bytes of padding (`.`) after every answer's body.
+    pad: AtomicUsize,
+    /// Requests being answered (held, delayed or not) now, and the most at
+    /// once since the start.
+    in_progress: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 /// A running receiver; stops when dropped.
@@ -158,6 +166,22 @@ impl Receiver {
         *self.shared.failing_seq.lock().expect("lock") = Some(seq);
     }
 
+    /// Adds a `Location: url` header to every following answer (with a
+    /// 3xx status, a redirect).
+    pub fn set_location(&self, url: &str) {
+        *self.shared.location.lock().expect("lock") = Some(url.to_string());
+    }
+
+    /// Pads every following answer's body with `n` more bytes.
+    pub fn set_body_padding(&self, n: usize) {
+        self.shared.pad.store(n, Ordering::SeqCst);
+    }
+
+    /// The most requests this receiver was answering at once.
+    pub fn peak_in_progress(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().expect("lock").clone()
@@ -184,6 +208,26 @@ impl Drop for Receiver {
 
 async fn record(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, String) {
+    let now = shared.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.peak.fetch_max(now, Ordering::SeqCst);
+    // Counted out even when the client gives up and the answer is dropped.
+    struct Done<'a>(&'a AtomicUsize);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _done = Done(&shared.in_progress);
+    answer(&shared, method, uri, headers, body).await
+}
+
+async fn answer(
+    shared: &Shared,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -242,10 +286,15 @@ async fn record(
         out.insert("retry-after", secs.into());
     }
     out.insert("x-receiver", "test".parse().expect("header value"));
+    if let Some(url) = shared.location.lock().expect("lock").as_deref() {
+        out.insert("location", url.parse().expect("header value"));
+    }
     // The body names the request, so a test can match log entries to requests.
+    let mut text = format!("request {n}: answered {status}");
+    text.push_str(&".".repeat(shared.pad.load(Ordering::SeqCst)));
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         out,
-        format!("request {n}: answered {status}"),
+        text,
     )
 }

@@ -1,7 +1,8 @@
 //! The `herald` CLI itself against a real cluster: endpoint update, enable
 //! and disable (an endpoint Herald disabled can be turned back on), secret
-//! rotation and read-back, with
-//! table and JSON output and errors that name the field.
+//! rotation and read-back, the catalog, publishing from a file, the
+//! delivery log with resend and recover, statistics, the cluster view and
+//! drain, deletes; table and JSON output and errors that name the field.
 
 use herald_tests::cluster::Cluster;
 
@@ -339,6 +340,49 @@ async fn catalog_tenant_publish_from_a_file_and_completions() -> anyhow::Result<
     )?;
     assert!(!ok && err.contains("archived"), "{err}");
 
+    // A type created with a group and a schema; lists by group, and
+    // archived types only on request (C1).
+    let schema = r#"{"type":"object","required":["invoice"]}"#;
+    let t = json(
+        &c,
+        &[
+            "event-type",
+            "create",
+            "--name",
+            "invoice.paid",
+            "--group",
+            "invoice",
+            "--schema-json",
+            schema,
+        ],
+    )?;
+    assert_eq!(t["schema"]["required"][0], "invoice");
+    let (ok, _, err) = herald(
+        &c,
+        &[
+            "event-type",
+            "create",
+            "--name",
+            "invoice.voided",
+            "--schema-json",
+            "{not json",
+        ],
+    )?;
+    assert!(!ok && err.contains("schema_json"), "{err}");
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let invoice = names(json(&c, &["event-type", "list", "--group", "invoice"])?);
+    assert_eq!(invoice, ["invoice.paid"]);
+    let live = names(json(&c, &["event-type", "list"])?);
+    assert!(!live.contains(&"order.created".to_string()), "{live:?}");
+    let all = names(json(&c, &["event-type", "list", "--include-archived"])?);
+    assert!(all.contains(&"order.created".to_string()), "{all:?}");
+
     // Shell completions.
     for shell in ["bash", "zsh", "fish"] {
         let (ok, out, err) = herald(&c, &["completion", shell])?;
@@ -348,4 +392,156 @@ async fn catalog_tenant_publish_from_a_file_and_completions() -> anyhow::Result<
         );
     }
     Ok(())
+}
+
+/// The operator's day from the CLI (O7): the delivery log, one delivery
+/// with its attempts, resend, recover, a test event, statistics, the
+/// cluster view and a drain, deletes; JSON checked field by field, and a
+/// table printed for each.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
+    let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
+    receiver.set_status(500);
+    // No retries: each event fails at once, for good.
+    let ep = c
+        .api
+        .endpoint_with_retry("acme", &receiver.url("/e"), &["order.created"], vec![])
+        .await?
+        .endpoint
+        .unwrap_or_default()
+        .id;
+    let ep = ep.as_str();
+    for seq in 0..2 {
+        let data = format!(r#"{{"seq":{seq}}}"#);
+        let out = json(
+            &c,
+            &[
+                "publish",
+                "--tenant",
+                "acme",
+                "--type",
+                "order.created",
+                "--data",
+                &data,
+            ],
+        )?;
+        assert_eq!(out["endpoints_matched"], 1, "{out}");
+    }
+    let failed = || -> anyhow::Result<Vec<serde_json::Value>> {
+        let page = json(
+            &c,
+            &[
+                "delivery",
+                "list",
+                "--tenant",
+                "acme",
+                "--endpoint",
+                ep,
+                "--status",
+                "failed",
+            ],
+        )?;
+        Ok(page["deliveries"].as_array().cloned().unwrap_or_default())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut list = failed()?;
+    while list.len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        list = failed()?;
+    }
+    assert_eq!(list.len(), 2, "{list:?}");
+    let first = list[1]["delivery_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let d = json(&c, &["delivery", "get", "--tenant", "acme", &first])?;
+    assert_eq!(d["payload"]["seq"], 0);
+    assert_eq!(d["summary"]["status"], "failed");
+    assert_eq!(d["attempts"][0]["response_status"], 500);
+    assert_eq!(d["attempts"][0]["error_kind"], "status");
+    let (ok, table, _) = herald(&c, &["delivery", "get", "--tenant", "acme", &first])?;
+    assert!(
+        ok && table.contains("DURATION MS") && table.contains("500"),
+        "{table}"
+    );
+
+    // The receiver is back: resend one, then recover the failed ones.
+    receiver.set_status(200);
+    let resent = json(&c, &["delivery", "resend", "--tenant", "acme", &first])?;
+    assert_eq!(resent["resend_of"], first.as_str());
+    let resent_id = resent["delivery_id"].as_str().unwrap_or_default();
+    assert!(!resent_id.is_empty() && resent_id != first);
+    let recover = |since: &str| {
+        let mut args = vec!["delivery", "recover", "--tenant", "acme", "--endpoint", ep];
+        args.extend(["--since-ms", since]);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let (ok, _, err) = herald(&c, &as_strs(&recover("0")))?;
+    assert!(!ok && err.contains("since_ms: is required"), "{err}");
+    let hour_ago = (herald_shared::time::now_ms() - 3_600_000).to_string();
+    let recovered = json(&c, &as_strs(&recover(&hour_ago)))?;
+    assert_eq!(recovered["resent"], 2);
+    let test = json(&c, &["endpoint", "test", "--tenant", "acme", ep])?;
+    assert!(test["delivery_id"].as_str().is_some_and(|s| !s.is_empty()));
+    // 2 failed requests, then the resend, the two recovered and the test.
+    let got = receiver
+        .wait_for(6, std::time::Duration::from_secs(20))
+        .await;
+    assert_eq!(got.len(), 6);
+    let pings = got.iter().filter(|r| r.json()["type"] == "herald.ping");
+    assert_eq!(pings.count(), 1, "the test event");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let stats = loop {
+        let s = json(&c, &["endpoint", "stats", "--tenant", "acme", ep])?;
+        if s["successes"] == 4 || std::time::Instant::now() >= deadline {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (
+            &stats["events"],
+            &stats["successes"],
+            &stats["failures"],
+            &stats["queue_depth"]
+        ),
+        (&6.into(), &4.into(), &2.into(), &0.into()),
+        "{stats}"
+    );
+    assert_eq!(stats["last_failure"]["status_code"], 500);
+
+    // The cluster: one agent holding every slot; drained, it says so.
+    let cluster = json(&c, &["cluster", "show"])?;
+    let agent = cluster["agents"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(cluster["agents"][0]["slots"], cluster["slot_count"]);
+    assert_eq!(cluster["agents"][0]["draining"], false);
+    let (ok, table, err) = herald(&c, &["cluster", "show"])?;
+    assert!(
+        ok && table.contains(&agent) && table.contains("leader"),
+        "{table}{err}"
+    );
+    let (ok, _, err) = herald(&c, &["cluster", "drain", &agent])?;
+    assert!(ok, "{err}");
+    let cluster = json(&c, &["cluster", "show"])?;
+    assert_eq!(cluster["agents"][0]["draining"], true, "{cluster}");
+    let (ok, _, err) = herald(&c, &["cluster", "drain", "no-such-agent"])?;
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+
+    // Deletes: the endpoint, then the tenant.
+    json(&c, &["endpoint", "delete", "--tenant", "acme", "--id", ep])?;
+    let (ok, _, err) = herald(&c, &["endpoint", "get", "--tenant", "acme", "--id", ep])?;
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+    json(&c, &["tenant", "delete", "--id", "acme"])?;
+    let tenants = json(&c, &["tenant", "list"])?;
+    assert_eq!(tenants, serde_json::json!([]), "{tenants}");
+    Ok(())
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

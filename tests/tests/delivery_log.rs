@@ -1,6 +1,8 @@
 //! The delivery log (D9, O1 to O5) on real parts: every attempt recorded
-//! with what was sent and received, lists with filters and pages, resend,
-//! recover, test events and endpoint statistics.
+//! with what was sent and received (bodies cut at the limit, redirects
+//! logged and not followed), lists with filters and pages, resend,
+//! recover, test events, endpoint statistics, and the cap on an unordered
+//! endpoint's requests in flight.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -277,6 +279,126 @@ async fn transport_errors_are_classified() -> anyhow::Result<()> {
         assert_eq!((st.failures, st.deliveries_failed_in_a_row), (1, 1));
         assert_eq!(st.last_failure.map(|f| f.error_kind), Some(kind as i32));
     }
+    Ok(())
+}
+
+/// The one failed attempt of an endpoint's first delivery (no retries).
+async fn only_attempt(c: &mut Cluster, ep: &str) -> anyhow::Result<pb::Attempt> {
+    let failed = c
+        .api
+        .wait_for_status(
+            TENANT,
+            ep,
+            pb::DeliveryStatus::Failed,
+            1,
+            Duration::from_secs(20),
+        )
+        .await?;
+    let d = c.api.delivery(TENANT, &failed[0].delivery_id).await?;
+    anyhow::ensure!(d.attempts.len() == 1, "one attempt: {:?}", d.attempts);
+    Ok(d.attempts[0].clone())
+}
+
+/// D8: a redirect is the receiver's answer, not a new destination (it could
+/// point anywhere, past the egress guard): the 302 is a failed attempt,
+/// logged with its Location, and the place it names gets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_are_failures_and_are_not_followed() -> anyhow::Result<()> {
+    let mut c = setup(&["order.created"]).await?;
+    let (redirecting, target) = (Receiver::start().await, Receiver::start().await);
+    redirecting.set_status(302);
+    redirecting.set_location(&target.url("/elsewhere"));
+    let ep = create(&mut c.api, spec(&redirecting.url("/"), &["*"], vec![])).await?;
+    c.api
+        .publish(TENANT, "order.created", json!({"seq": 0}), "k0")
+        .await?;
+    let a = only_attempt(&mut c, &ep).await?;
+    assert_eq!(
+        (a.response_status, a.error_kind),
+        (302, pb::ErrorKind::Status as i32)
+    );
+    assert_eq!(
+        a.response_headers.get("location"),
+        Some(&target.url("/elsewhere"))
+    );
+    assert_eq!(redirecting.received().len(), 1);
+    // Following it would have happened inside the attempt, before its record.
+    assert!(target.received().is_empty(), "the redirect was followed");
+    Ok(())
+}
+
+/// D9: a response body is kept up to the agent's limit (4 KiB by default)
+/// and marked cut when it was longer.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_response_bodies_are_cut_at_the_limit() -> anyhow::Result<()> {
+    let mut c = setup(&["order.created"]).await?;
+    let rx = Receiver::start().await;
+    rx.set_status(500);
+    rx.set_body_padding(10_000);
+    let ep = create(&mut c.api, spec(&rx.url("/"), &["*"], vec![])).await?;
+    c.api
+        .publish(TENANT, "order.created", json!({"seq": 0}), "k0")
+        .await?;
+    let a = only_attempt(&mut c, &ep).await?;
+    assert_eq!(a.response_status, 500);
+    assert_eq!(a.response_body.len(), 4096);
+    assert!(a.response_body.starts_with("request 1: answered 500..."));
+    assert!(a.response_body_truncated);
+    let st = c.api.stats(TENANT, &ep).await?;
+    let last = st.last_failure.unwrap_or_default();
+    assert!(
+        last.response_body.len() <= 4096 && last.response_body.starts_with("request 1"),
+        "the statistics keep the cut body too"
+    );
+    Ok(())
+}
+
+/// D6: an unordered endpoint keeps up to `max_in_flight` requests out at
+/// once, and never more, however many deliveries wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn unordered_endpoints_keep_at_most_max_in_flight_requests_out() -> anyhow::Result<()> {
+    let mut c = setup(&["order.created"]).await?;
+    let rx = Receiver::start().await;
+    rx.hold();
+    let mut s = spec(&rx.url("/"), &["*"], vec![]);
+    s.ordering = pb::Ordering::Unordered as i32;
+    s.max_in_flight = 3;
+    let ep = create(&mut c.api, s).await?;
+    for i in 0..12 {
+        c.api
+            .publish(
+                TENANT,
+                "order.created",
+                json!({ "seq": i }),
+                &format!("k{i}"),
+            )
+            .await?;
+    }
+    // All twelve wait at the agent while three requests are held.
+    c.api
+        .wait_for_status(
+            TENANT,
+            &ep,
+            pb::DeliveryStatus::Pending,
+            12,
+            Duration::from_secs(20),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rx.held() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rx.held(), 3, "three requests out");
+    // Let them through slowly: with no cap the other nine would overlap.
+    rx.set_delay(Duration::from_millis(100));
+    rx.release();
+    let got = rx.wait_for(12, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 12);
+    assert_eq!(
+        rx.peak_in_progress(),
+        3,
+        "max_in_flight caps the requests out"
+    );
     Ok(())
 }
 
@@ -632,10 +754,10 @@ async fn resend_recover_and_test_events_make_linked_deliveries() -> anyhow::Resu
 
     // A success is committed with the agent's next group, just after the
     // receiver answered: wait for the counters to catch up.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let st = loop {
         let st = c.api.stats(TENANT, &ep).await?;
-        if st.successes >= 8 || std::time::Instant::now() >= deadline {
+        if st.successes >= 8 || Instant::now() >= deadline {
             break st;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
