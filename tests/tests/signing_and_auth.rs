@@ -256,6 +256,9 @@ async fn each_signing_and_auth_mode_verifies_at_the_receiver() -> anyhow::Result
     assert_eq!(claims["event_id"], r.json()["id"]);
     assert_eq!(claims["resource"], json!({"type": "order", "id": "ord_1"}));
     assert_eq!(claims["data"], json!({"purpose": "demo"}));
+    // The endpoint's custom data rides in every delivery's body too (C3).
+    assert_eq!(r.json()["custom_data"], json!({"purpose": "demo"}));
+    assert!(on(&got, "/basic")[0].json().get("custom_data").is_none());
     assert_eq!(claims["processing_timeout"], 7);
     assert_eq!(claims["last_success_at"], Value::Null);
     assert_eq!(claims["last_failure_at"], Value::Null);
