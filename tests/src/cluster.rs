@@ -608,6 +608,35 @@ impl Clients {
         Ok(())
     }
 
+    /// Turns endpoint `id` of `tenant` on or off as it is now (its current
+    /// spec and revision), keeping the rest of its spec.
+    pub async fn set_enabled(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        enabled: bool,
+    ) -> anyhow::Result<()> {
+        let ep = self
+            .endpoints
+            .get_endpoint(pb::GetEndpointRequest {
+                tenant_id: tenant.into(),
+                id: id.into(),
+            })
+            .await?
+            .into_inner();
+        let mut spec = ep.spec.unwrap_or_default();
+        spec.enabled = enabled;
+        self.endpoints
+            .update_endpoint(pb::UpdateEndpointRequest {
+                tenant_id: tenant.into(),
+                id: id.into(),
+                spec: Some(spec),
+                expected_revision: ep.revision,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Publishes `data` as `event_type` for `tenant` with an idempotency key.
     pub async fn publish(
         &mut self,

@@ -283,24 +283,7 @@ async fn exhausted_deliveries_and_a_failing_endpoint_are_reported_without_loops(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = watch.received().len();
-    let ep = api
-        .endpoints
-        .get_endpoint(pb::GetEndpointRequest {
-            tenant_id: "acme".into(),
-            id: flaky.clone(),
-        })
-        .await?
-        .into_inner();
-    let mut spec = ep.spec.clone().unwrap_or_default();
-    spec.enabled = false;
-    api.endpoints
-        .update_endpoint(pb::UpdateEndpointRequest {
-            tenant_id: "acme".into(),
-            id: flaky.clone(),
-            spec: Some(spec),
-            expected_revision: ep.revision,
-        })
-        .await?;
+    api.set_enabled("acme", &flaky, false).await?;
     let got = watch.wait_for(before + 1, WAIT).await;
     let last = got.last().expect("the disable");
     assert_eq!(last.json()["type"], "herald.endpoint.disabled");
@@ -370,24 +353,7 @@ async fn a_failing_endpoint_that_succeeds_again_is_reported_recovered_once() -> 
     target.wait_for(20, WAIT).await;
     // Disabling it is reported after anything those attempts could have
     // reported: the agent sends its reports as each attempt ends.
-    let current = api
-        .endpoints
-        .get_endpoint(pb::GetEndpointRequest {
-            tenant_id: "acme".into(),
-            id: ep.clone(),
-        })
-        .await?
-        .into_inner();
-    let mut spec = current.spec.clone().unwrap_or_default();
-    spec.enabled = false;
-    api.endpoints
-        .update_endpoint(pb::UpdateEndpointRequest {
-            tenant_id: "acme".into(),
-            id: ep.clone(),
-            spec: Some(spec),
-            expected_revision: current.revision,
-        })
-        .await?;
+    api.set_enabled("acme", &ep, false).await?;
     let got = watch.wait_for(3, WAIT).await;
     assert_eq!(got[2].json()["type"], "herald.endpoint.disabled", "{got:?}");
     let all = watch.received();
