@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod log;
 pub mod metrics;
+pub mod ordered_publisher;
 pub mod ordering;
 pub mod otlp;
 pub mod pki;
