@@ -495,6 +495,39 @@ mod tests {
         assert_eq!(parse_retry_after("-1"), None);
     }
 
+    /// A resolver that knows no name, as DNS answers NXDOMAIN: no packet
+    /// leaves the machine.
+    struct NoSuchName;
+
+    impl reqwest::dns::Resolve for NoSuchName {
+        fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            let name = name.as_str().to_string();
+            Box::pin(async move { Err(format!("no such name: {name}").into()) })
+        }
+    }
+
+    /// D9: a name that does not resolve is a `dns` error, through the
+    /// same reqwest error chain the agent's clients (their resolver is
+    /// [`crate::egress::GuardedResolver`]) produce; the URL's query stays
+    /// out of the text.
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_a_dns_error() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(NoSuchName))
+            .build()
+            .expect("client");
+        let e = client
+            .post("http://hooks.example.invalid/in?token=s3cret")
+            .send()
+            .await
+            .expect_err("nothing resolves");
+        let (kind, text) = classify(&e);
+        assert_eq!(kind, pb::ErrorKind::Dns, "{text}");
+        assert!(text.starts_with("dns: "), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
     #[test]
     fn logged_urls_carry_no_password() {
         assert_eq!(

@@ -422,6 +422,14 @@ async fn endpoint_options_are_validated_naming_the_field() -> anyhow::Result<()>
             "spec.url: must not carry credentials",
         ),
         (
+            // No DNS name has a label this long: never deliverable.
+            pb::EndpointSpec {
+                url: format!("https://{}.example.com/", "a".repeat(64)),
+                ..base.clone()
+            },
+            "spec.url: host name has a label of 64 bytes",
+        ),
+        (
             pb::EndpointSpec {
                 chunk_size: 101,
                 ..base.clone()

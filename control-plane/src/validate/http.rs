@@ -138,11 +138,39 @@ pub fn url(field: &str, value: &str, allow_http: bool) -> Result<()> {
     if u.port() == Some(0) {
         return Err(Error::invalid(field, "port 0 cannot be connected to"));
     }
+    if let Some(name) = u.domain() {
+        dns_name(field, name)?;
+    }
     if !u.username().is_empty() || u.password().is_some() {
         return Err(Error::invalid(field, "must not carry credentials"));
     }
     if u.fragment().is_some() {
         return Err(Error::invalid(field, "must not have a fragment"));
+    }
+    Ok(())
+}
+
+/// A host name DNS can resolve (RFC 1035 2.3.4): labels of at most 63
+/// bytes, 253 in all; any other name could never be delivered to.
+fn dns_name(field: &str, name: &str) -> Result<()> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 253 {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "host name is {} bytes; DNS names have at most 253",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(label) = name.split('.').find(|l| l.is_empty() || l.len() > 63) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "host name has a label of {} bytes; DNS labels have 1 to 63",
+                label.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -217,11 +245,29 @@ mod tests {
             "https://example.com\\@evil.com/",
             "https://user:pw@example.com/",
             "https://example.com/#f",
+            "https://a..example.com/",
         ] {
             let e = url("u", bad, false).unwrap_err();
             assert!(e.to_string().starts_with("u: "), "{bad:?}: {e}");
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL));
         assert!(url("u", &long, false).is_err());
+    }
+
+    #[test]
+    fn host_names_must_be_resolvable_dns_names() {
+        let label = |n: usize| "a".repeat(n);
+        let ok = format!("https://{}.example.com/", label(63));
+        assert!(url("u", &ok, false).is_ok());
+        assert!(url("u", "https://example.com./", false).is_ok());
+        let e = url("u", &format!("https://{}.example.com/", label(64)), false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "u: host name has a label of 64 bytes; DNS labels have 1 to 63"
+        );
+        // 4 labels of 63 and the dots: 255 bytes.
+        let long = [label(63), label(63), label(63), label(63)].join(".");
+        let e = url("u", &format!("https://{long}/"), false).unwrap_err();
+        assert!(e.to_string().contains("at most 253"), "{e}");
     }
 }
