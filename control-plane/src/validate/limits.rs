@@ -142,7 +142,7 @@ pub fn table() -> Vec<(&'static str, String)> {
         (
             "endpoint `url`",
             format!(
-                "`https://` (or `http://` with `--allow-http`) URL of at most {MAX_URL} bytes with a host; no credentials, fragment, port 0, spaces, control characters or backslashes"
+                "`https://` (or `http://` with `--allow-http`) URL of at most {MAX_URL} bytes with a host (a DNS name of at most 253 bytes, labels of 1 to 63, or an IP address); no credentials, fragment, port 0, spaces, control characters or backslashes"
             ),
         ),
         (
