@@ -1,12 +1,13 @@
 //! When an endpoint is "failing": the share of its failed attempts over a
-//! sliding window crosses the operator's threshold. Each crossing fires
-//! `herald.endpoint.failing` once; the detector re-arms only when the
-//! share falls under half the threshold, or the window holds fewer than
-//! the minimum of attempts, so a rate hovering at the threshold does not
-//! fire on every attempt. Re-arming on a successful attempt fires
-//! `herald.endpoint.recovered`, so each failing report is followed by at
-//! most one recovery, and an alert raised by the one can be closed by the
-//! other.
+//! sliding window crosses the operator's threshold. A failed attempt that
+//! takes it across fires `herald.endpoint.failing` and opens a report;
+//! while it is open nothing fires again (a rate hovering at the threshold, or failures coming back
+//! after a quiet spell, are the same incident). The first successful
+//! attempt with the share under half the threshold, or with fewer than
+//! the minimum of attempts left in the window, fires
+//! `herald.endpoint.recovered` and closes it. So the two strictly
+//! alternate, and every failing report gets its recovery when the endpoint
+//! succeeds again: an alert raised by the one is closed by the other.
 
 use herald_shared::operational::Failing;
 
@@ -30,7 +31,7 @@ const BUCKETS: usize = 10;
 pub struct Window {
     /// (bucket number, attempts, failed), by bucket number modulo BUCKETS.
     buckets: [(i64, u64, u64); BUCKETS],
-    /// Crossed, and not re-armed since.
+    /// A failing report is open: fired, and no recovery since.
     failing: bool,
 }
 
@@ -39,7 +40,7 @@ pub struct Window {
 pub enum Change {
     /// It crossed the threshold: now failing.
     Failing(Failing),
-    /// It was failing, and this successful attempt re-armed the detector.
+    /// It was failing, and this successful attempt closes the report.
     Recovered(Failing),
 }
 
@@ -74,15 +75,17 @@ impl Window {
         };
         if self.failing {
             let under_half = !percent(u64::from(s.threshold_percent).div_ceil(2));
-            if attempts < s.min_attempts || under_half {
+            // Only a success recovers: a failure after the old ones aged
+            // out is the same incident going on.
+            if !failed && (attempts < s.min_attempts || under_half) {
                 self.failing = false;
-                // A failure that re-arms (the old ones aged out) is no
-                // recovery; the next success will be, if the share holds.
-                return (!failed).then_some(Change::Recovered(reading));
+                return Some(Change::Recovered(reading));
             }
             return None;
         }
-        if !at_threshold {
+        // Only a failure opens a report (a success that brings the window
+        // to the minimum of attempts is no sign of failing).
+        if !failed || !at_threshold {
             return None;
         }
         self.failing = true;
@@ -136,12 +139,31 @@ mod tests {
     }
 
     #[test]
-    fn failures_aging_out_re_arm_without_a_recovery() {
+    fn a_report_stays_open_until_a_success_closes_it() {
         let mut w = Window::default();
         assert_eq!(run(&mut w, 0, &[true; 10]), 1);
-        // A window later, a failure re-arms and crosses no threshold yet.
-        assert!(changes(&mut w, 120_000, &[true]).is_empty());
-        assert_eq!(run(&mut w, 120_001, &[true; 5]), 1, "failing again");
+        // A window later (the endpoint was disabled, say) failures come
+        // back: the same incident, no second report, no recovery.
+        assert!(changes(&mut w, 120_000, &[true; 6]).is_empty());
+        // 6 failed of 7: a success is not enough yet.
+        assert!(changes(&mut w, 120_010, &[false]).is_empty());
+        let c = changes(&mut w, 120_020, &[false; 30]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(matches!(c[0], Change::Recovered(_)));
+        // A new crossing after the recovery is a new report.
+        assert_eq!(run(&mut w, 240_000, &[true; 10]), 1);
+    }
+
+    #[test]
+    fn after_a_quiet_spell_the_first_success_recovers() {
+        let mut w = Window::default();
+        assert_eq!(run(&mut w, 0, &[true; 10]), 1);
+        // The failures aged out: one success, under the minimum, closes it.
+        let c = changes(&mut w, 120_000, &[false]);
+        assert!(
+            matches!(c[..], [Change::Recovered(r)] if r.attempts == 1),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -159,10 +181,10 @@ mod tests {
     #[test]
     fn an_old_window_is_forgotten() {
         let mut w = Window::default();
-        assert_eq!(run(&mut w, 0, &[true; 10]), 1);
-        // A window later the old failures are gone: below the minimum
-        // re-arms, and new failures cross again.
-        assert_eq!(run(&mut w, 120_000, &[true; 10]), 1);
+        assert_eq!(run(&mut w, 0, &[true; 3]), 0, "under the minimum");
+        // A window later those 3 are gone: 3 more are still under it.
+        assert_eq!(run(&mut w, 120_000, &[true; 3]), 0);
+        assert_eq!(run(&mut w, 120_010, &[true]), 1);
     }
 
     proptest! {
@@ -189,18 +211,30 @@ mod tests {
             prop_assert_eq!(fired, 1);
         }
 
-        /// Every recovery closes a failing report, on a successful attempt
-        /// with the share under half the threshold; none comes without one.
+        /// Reports alternate: a recovery closes an open failing report, on
+        /// a successful attempt with the share under half the threshold
+        /// (or too few attempts left); a failing report opens only when
+        /// none is open, on a failed attempt; and once one is open, a long
+        /// enough run of successes always closes it.
         #[test]
-        fn a_recovery_closes_a_failing_report(
-            outcomes in proptest::collection::vec(any::<bool>(), 1..600),
-            step in 1i64..500,
+        fn failing_and_recovered_alternate_and_every_report_closes(
+            // (ms since the previous attempt, 0..10 against the share of
+            // failures): gaps long enough to age the window out, and
+            // failure rates from none to all.
+            attempts in proptest::collection::vec((1i64..90_000, 0u8..10), 1..600),
+            fail_below in 0u8..=10,
         ) {
             let mut w = Window::default();
             let mut open = false;
-            for (i, failed) in outcomes.into_iter().enumerate() {
-                match w.record(&S, i as i64 * step, failed) {
-                    Some(Change::Failing(_)) => open = true,
+            let mut at = 0;
+            for (gap, x) in attempts {
+                at += gap;
+                let failed = x < fail_below;
+                match w.record(&S, at, failed) {
+                    Some(Change::Failing(_)) => {
+                        prop_assert!(!open && failed);
+                        open = true;
+                    }
                     Some(Change::Recovered(r)) => {
                         prop_assert!(open && !failed);
                         prop_assert!(r.attempts < S.min_attempts || r.failed * 100 < 25 * r.attempts);
@@ -209,6 +243,15 @@ mod tests {
                     None => {}
                 }
             }
+            // Successes for a whole window: any open report closes.
+            for _ in 0..1_000 {
+                at += S.window_ms / 100;
+                if let Some(Change::Recovered(_)) = w.record(&S, at, false) {
+                    prop_assert!(open);
+                    open = false;
+                }
+            }
+            prop_assert!(!open, "a failing report never closed");
         }
     }
 }
