@@ -514,6 +514,7 @@ mod tests {
     async fn a_name_that_does_not_resolve_is_a_dns_error() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
+            .no_proxy()
             .dns_resolver(std::sync::Arc::new(NoSuchName))
             .build()
             .expect("client");

@@ -64,7 +64,7 @@ struct Shared {
     /// While true, requests wait (unanswered and unrecorded) for release.
     hold: tokio::sync::watch::Sender<bool>,
     /// Requests waiting for release.
-    held: std::sync::atomic::AtomicUsize,
+    held: AtomicUsize,
     /// (share of requests answered 500, state of the generator choosing
     /// them): a receiver that fails at random, reproducibly for a seed.
     flaky: Mutex<Option<(f64, u64)>>,

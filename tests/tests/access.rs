@@ -329,6 +329,7 @@ async fn every_rpc_needs_its_scope() -> anyhow::Result<()> {
         "cluster:read",
         "cluster:write",
         "cluster:agent",
+        "secrets:read",
     ];
     let mut with_scope = Vec::new();
     for s in scopes {
@@ -1017,12 +1018,21 @@ async fn endpoint_secrets_are_read_only_with_secrets_read() -> anyhow::Result<()
         .await
         .expect_err("secrets:read is not config:read");
     assert_eq!(e.code(), Code::PermissionDenied);
+    // Another tenant's endpoint, that exists, is not found for this key.
+    let theirs = c
+        .api
+        .endpoint("other", "https://example.com/theirs", &["order.created"])
+        .await?;
     let e = reader
         .endpoints
-        .get_endpoint_secret(ask("other"))
+        .get_endpoint_secret(pb::GetEndpointSecretRequest {
+            tenant_id: "other".into(),
+            id: theirs.endpoint.expect("endpoint").id,
+        })
         .await
         .expect_err("another tenant");
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(!e.message().contains(&theirs.signing_secret));
 
     // After a rotation with an overlap: the new secret, and the old one
     // with when it stops signing.

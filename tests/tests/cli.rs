@@ -527,7 +527,15 @@ async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
     );
     let (ok, _, err) = herald(&c, &["cluster", "drain", &agent])?;
     assert!(ok, "{err}");
-    let cluster = json(&c, &["cluster", "show"])?;
+    // The view follows etcd's watch: wait for the drain to show.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cluster = loop {
+        let cluster = json(&c, &["cluster", "show"])?;
+        if cluster["agents"][0]["draining"] == true || std::time::Instant::now() >= deadline {
+            break cluster;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(cluster["agents"][0]["draining"], true, "{cluster}");
     let (ok, _, err) = herald(&c, &["cluster", "drain", "no-such-agent"])?;
     assert!(!ok && err.contains("NOT_FOUND"), "{err}");

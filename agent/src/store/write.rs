@@ -397,9 +397,6 @@ impl Writer {
         }
     }
 
-    /// Whether `id` is held, or (for new work, `check_seen`) was accepted
-    /// within the idempotency window. Handed-over deliveries skip the
-    /// window: one that left this agent earlier and comes back is taken.
     /// Refuses new deliveries that would take the undelivered ones held
     /// past the limit. The indexes live in memory, so without a bound an
     /// endpoint down long enough would take all of it, and the agent would
@@ -434,6 +431,9 @@ impl Writer {
         Err(Error::Full { held, limit })
     }
 
+    /// Whether `id` is held, or (for new work, `check_seen`) was accepted
+    /// within the idempotency window. Handed-over deliveries skip the
+    /// window: one that left this agent earlier and comes back is taken.
     fn is_duplicate(&self, g: &Group, id: IdKey, check_seen: bool) -> bool {
         let ix = self.read_index();
         g.ids.contains(&id) || ix.ids.contains_key(&id) || (check_seen && ix.seen.contains_key(&id))
