@@ -352,19 +352,26 @@ async fn a_failing_endpoint_that_succeeds_again_is_reported_recovered_once() -> 
             .await?;
     }
     target.wait_for(20, WAIT).await;
-    // Disabling it is reported after anything those attempts could have
-    // reported: the agent sends its reports as each attempt ends.
-    api.set_enabled("acme", &ep, false).await?;
+    // Then it fails again: 3 + 14 failed of 20 + 14 is 50 %, a new
+    // report. The agent sends an endpoint's reports in order, so when it
+    // arrives any second recovery from those successes would have too.
+    target.set_status(500);
+    for n in 20..34 {
+        api.publish("acme", "order.created", json!({"n": n}), &format!("o{n}"))
+            .await?;
+    }
     let got = watch.wait_for(3, WAIT).await;
-    assert_eq!(got[2].json()["type"], "herald.endpoint.disabled", "{got:?}");
-    let all = watch.received();
+    let types: Vec<Value> = got.iter().map(|r| r.json()["type"].clone()).collect();
     assert_eq!(
-        all.iter()
-            .filter(|r| r.json()["type"] == "herald.endpoint.recovered")
-            .count(),
-        1,
-        "{all:?}"
+        types,
+        [
+            "herald.endpoint.failing",
+            "herald.endpoint.recovered",
+            "herald.endpoint.failing"
+        ],
+        "{got:?}"
     );
+    assert_eq!(got[2].json()["data"]["failed_attempts"], 17);
     Ok(())
 }
 
