@@ -201,18 +201,21 @@ async fn a_410_disables_once_and_enabling_is_reported() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The agent's failure-rate detector: failing at 50 % over 10 minutes,
+/// from 3 attempts.
+const FAILING_AT_HALF: [&str; 6] = [
+    "--failing-threshold-percent",
+    "50",
+    "--failing-window-secs",
+    "600",
+    "--failing-min-attempts",
+    "3",
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exhausted_deliveries_and_a_failing_endpoint_are_reported_without_loops()
 -> anyhow::Result<()> {
-    let mut s = setup(&[
-        "--failing-threshold-percent",
-        "50",
-        "--failing-window-secs",
-        "600",
-        "--failing-min-attempts",
-        "3",
-    ])
-    .await?;
+    let mut s = setup(&FAILING_AT_HALF).await?;
     let api = &mut s.api;
     let watch = Receiver::start().await;
     let broken = Receiver::start().await;
@@ -299,15 +302,7 @@ async fn exhausted_deliveries_and_a_failing_endpoint_are_reported_without_loops(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_endpoint_that_succeeds_again_is_reported_recovered_once() -> anyhow::Result<()> {
-    let mut s = setup(&[
-        "--failing-threshold-percent",
-        "50",
-        "--failing-window-secs",
-        "600",
-        "--failing-min-attempts",
-        "3",
-    ])
-    .await?;
+    let mut s = setup(&FAILING_AT_HALF).await?;
     let api = &mut s.api;
     let watch = Receiver::start().await;
     let target = Receiver::start().await;
