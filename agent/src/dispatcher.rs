@@ -88,11 +88,8 @@ impl Pace {
     /// waits until it. Reservations queue up, so concurrent deliveries of an
     /// unordered endpoint share one rate.
     fn reserve(&self, spacing: Duration) -> tokio::time::Instant {
-        let now = tokio::time::Instant::now();
         let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
-        let at = starts.next.map_or(now, |n| n.max(now));
-        starts.next = Some(at + spacing);
-        at
+        starts.reserve(tokio::time::Instant::now(), spacing)
     }
 
     /// Records a request starting now, unless the last one started less
@@ -101,16 +98,8 @@ impl Pace {
     /// concurrency permit can push a request past its reserved time, up to
     /// the next one's.
     fn start(&self, spacing: Duration) -> Result<(), tokio::time::Instant> {
-        let now = tokio::time::Instant::now();
         let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(earliest) = starts.last.map(|last| last + spacing)
-            && now < earliest
-        {
-            return Err(earliest);
-        }
-        starts.last = Some(now);
-        starts.next = Some(starts.next.map_or(now, |n| n.max(now)).max(now + spacing));
-        Ok(())
+        starts.start(tokio::time::Instant::now(), spacing)
     }
 }
 
@@ -121,6 +110,39 @@ struct Starts {
     next: Option<tokio::time::Instant>,
     /// When the last request actually started.
     last: Option<tokio::time::Instant>,
+}
+
+impl Starts {
+    /// [`Pace::reserve`] at `now`.
+    fn reserve(&mut self, now: tokio::time::Instant, spacing: Duration) -> tokio::time::Instant {
+        let at = self.next.map_or(now, |n| n.max(now));
+        self.next = Some(at + spacing);
+        at
+    }
+
+    /// [`Pace::start`] at `now`.
+    fn start(
+        &mut self,
+        now: tokio::time::Instant,
+        spacing: Duration,
+    ) -> Result<(), tokio::time::Instant> {
+        if let Some(earliest) = self.last.map(|last| last + spacing)
+            && now < earliest
+        {
+            return Err(earliest);
+        }
+        self.last = Some(now);
+        self.next = Some(self.next.map_or(now, |n| n.max(now)).max(now + spacing));
+        Ok(())
+    }
+}
+
+/// What [`Dispatcher::permit_to_start`] allows.
+enum Start<'a> {
+    /// Send now, under this concurrency permit.
+    Now(tokio::sync::SemaphorePermit<'a>),
+    /// Too soon after the endpoint's last start: not before this.
+    NotBefore(tokio::time::Instant),
 }
 
 /// Least time between the starts of two requests to `ep`: its chunk delay
@@ -461,6 +483,9 @@ impl Inner {
         let event = &head.delivery.event_id;
         let size = chunk.len() as u64;
         let mut first_try = true;
+        // Set when a start was refused as too soon: wait for it instead of
+        // taking a new reservation.
+        let mut not_before = None;
         loop {
             let wait = due_ms.saturating_sub(now_ms());
             if wait > 0 && self.sleep(Duration::from_millis(wait as u64)).await {
@@ -468,7 +493,13 @@ impl Inner {
             }
             let ep = self.wait_for_config(endpoint_id).await?;
             let gap = spacing(&ep);
-            if !gap.is_zero() && self.sleep_until(pace.reserve(gap)).await {
+            let start_at = match not_before.take() {
+                Some(at) => Some(at),
+                None => (!gap.is_zero()).then(|| pace.reserve(gap)),
+            };
+            if let Some(at) = start_at
+                && self.sleep_until(at).await
+            {
                 return None;
             }
             let history = self.history(endpoint_id, &ep, pace).await;
@@ -479,7 +510,14 @@ impl Inner {
             if !self.state.deliverable(ep.slot) {
                 continue;
             }
-            let permit = self.permit_to_start(pace, gap).await?;
+            // Refused: wait (not busy) and check config and slot again.
+            let permit = match self.permit_to_start(pace, gap).await? {
+                Start::Now(permit) => permit,
+                Start::NotBefore(at) => {
+                    not_before = Some(at);
+                    continue;
+                }
+            };
             let attempted = http::attempt(
                 &self.http,
                 &ep,
@@ -677,30 +715,19 @@ impl Inner {
         }
     }
 
-    /// A concurrency permit, taken once the endpoint's spacing allows a
-    /// request to start now (the start is recorded); None when cancelled.
-    /// The permit is not held while waiting for the spacing, so a throttled
-    /// endpoint never keeps others from sending.
-    async fn permit_to_start(
-        &self,
-        pace: &Pace,
-        gap: Duration,
-    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        loop {
-            let permit = self.permits.acquire().await.ok()?;
-            if gap.is_zero() {
-                return Some(permit);
-            }
-            match pace.start(gap) {
-                Ok(()) => return Some(permit),
-                Err(at) => {
-                    drop(permit);
-                    if self.sleep_until(at).await {
-                        return None;
-                    }
-                }
-            }
+    /// A concurrency permit, if the endpoint's spacing allows a request to
+    /// start now (the start is recorded); else when it may (the permit is
+    /// given back, so a throttled endpoint never keeps others from
+    /// sending). None when the dispatcher stops.
+    async fn permit_to_start(&self, pace: &Pace, gap: Duration) -> Option<Start<'_>> {
+        let permit = self.permits.acquire().await.ok()?;
+        if gap.is_zero() {
+            return Some(Start::Now(permit));
         }
+        Some(match pace.start(gap) {
+            Ok(()) => Start::Now(permit),
+            Err(at) => Start::NotBefore(at),
+        })
     }
 
     /// Sleeps until `at`; true when cancelled instead.
@@ -726,21 +753,51 @@ mod tests {
 
     #[test]
     fn a_start_keeps_the_spacing_from_the_last_real_start() {
-        let pace = Pace::default();
+        let mut s = Starts::default();
         let gap = Duration::from_secs(60);
-        let first = pace.reserve(gap);
-        let second = pace.reserve(gap);
-        assert_eq!(second - first, gap, "reservations queue up");
-        assert_eq!(pace.start(gap), Ok(()));
-        let started = tokio::time::Instant::now();
-        // Another request may not start before the gap has passed since
-        // this one, whatever its reservation said.
-        let until = pace.start(gap).expect_err("too soon after the last start");
-        assert!(until >= started + gap - Duration::from_millis(50));
-        assert!(until <= started + gap);
-        // The next reservation is after the real start's gap too.
-        assert!(pace.reserve(gap) >= until);
-        assert!(pace.ready_at().is_some());
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(s.reserve(t0, gap), t0);
+        assert_eq!(s.reserve(t0, gap), t0 + gap, "reservations queue up");
+        // The first starts late, past the second's reservation: it waited
+        // for a concurrency permit.
+        let late = t0 + gap * 3 / 2;
+        assert_eq!(s.start(late, gap), Ok(()));
+        // The second, due at its reservation, must wait a whole gap after
+        // that real start, and then may go.
+        assert_eq!(s.start(t0 + gap, gap), Err(late + gap));
+        assert_eq!(
+            s.start(late + gap - Duration::from_millis(1), gap),
+            Err(late + gap)
+        );
+        assert_eq!(s.start(late + gap, gap), Ok(()));
+        // A new reservation comes a gap after the last real start.
+        assert_eq!(s.reserve(late + gap, gap), late + gap * 2);
+    }
+
+    proptest::proptest! {
+        /// Whatever the reservations and the delays before each start, two
+        /// accepted starts are never closer than the spacing.
+        #[test]
+        fn accepted_starts_keep_the_spacing(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0u64..5_000), 1..200),
+            gap_ms in 1u64..2_000,
+        ) {
+            let gap = Duration::from_millis(gap_ms);
+            let mut s = Starts::default();
+            let mut now = tokio::time::Instant::now();
+            let mut last: Option<tokio::time::Instant> = None;
+            for (reserve, advance_ms) in ops {
+                now += Duration::from_millis(advance_ms);
+                if reserve {
+                    proptest::prop_assert!(s.reserve(now, gap) >= now);
+                } else if s.start(now, gap).is_ok() {
+                    if let Some(l) = last {
+                        proptest::prop_assert!(now - l >= gap);
+                    }
+                    last = Some(now);
+                }
+            }
+        }
     }
 
     #[test]

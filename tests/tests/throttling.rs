@@ -232,6 +232,21 @@ async fn a_rate_limit_holds_over_ten_seconds() -> anyhow::Result<()> {
 /// not just until its own reservation.
 #[tokio::test(flavor = "multi_thread")]
 async fn spacing_holds_when_requests_wait_for_a_permit() -> anyhow::Result<()> {
+    spacing_holds_behind_a_held_permit(pb::Ordering::Ordered, 0).await
+}
+
+/// The same for an unordered endpoint, whose requests reserve their
+/// starts side by side: the one reserved after the late one is refused at
+/// its reservation and goes a whole delay after the late start.
+#[tokio::test(flavor = "multi_thread")]
+async fn spacing_holds_for_unordered_requests_that_wait_for_a_permit() -> anyhow::Result<()> {
+    spacing_holds_behind_a_held_permit(pb::Ordering::Unordered, 3).await
+}
+
+async fn spacing_holds_behind_a_held_permit(
+    ordering: pb::Ordering,
+    max_in_flight: u32,
+) -> anyhow::Result<()> {
     const DELAY_MS: u32 = 2000;
     let mut c = Cluster::start_with(&["--max-concurrency", "1"]).await?;
     c.api.event_type("order.created").await?;
@@ -246,6 +261,8 @@ async fn spacing_holds_when_requests_wait_for_a_permit() -> anyhow::Result<()> {
             event_types: vec!["order.created".into()],
             chunk_size: 1,
             chunk_delay_ms: DELAY_MS,
+            ordering: ordering as i32,
+            max_in_flight,
             ..Default::default()
         },
     )
@@ -269,19 +286,21 @@ async fn spacing_holds_when_requests_wait_for_a_permit() -> anyhow::Result<()> {
     }
     c.api.publish_seqs(1..3).await?;
     // Event 1's reserved start (DELAY_MS after event 0) passes while it
-    // waits for the permit; release it half a delay later.
+    // waits for the permit; release it a quarter of a delay later.
     let release_at = first[0].at + Duration::from_millis(u64::from(DELAY_MS) * 5 / 4);
     tokio::time::sleep_until(release_at.into()).await;
     assert_eq!(rx.received().len(), 1, "nothing is sent without a permit");
     slow.release();
     let got = rx.wait_for(3, WAIT).await;
     assert_eq!(got.len(), 3);
-    assert_eq!(
-        got.iter()
-            .map(|r| r.json()["data"]["seq"].as_u64())
-            .collect::<Vec<_>>(),
-        [Some(0), Some(1), Some(2)]
-    );
+    let mut seqs: Vec<_> = got
+        .iter()
+        .map(|r| r.json()["data"]["seq"].as_u64())
+        .collect();
+    if ordering == pb::Ordering::Unordered {
+        seqs.sort();
+    }
+    assert_eq!(seqs, [Some(0), Some(1), Some(2)]);
     let gap = got[2].at - got[1].at;
     assert!(
         gap >= Duration::from_millis(u64::from(DELAY_MS) - 50),
