@@ -493,10 +493,9 @@ impl Inner {
             }
             let ep = self.wait_for_config(endpoint_id).await?;
             let gap = spacing(&ep);
-            let start_at = match not_before.take() {
-                Some(at) => Some(at),
-                None => (!gap.is_zero()).then(|| pace.reserve(gap)),
-            };
+            let start_at = not_before
+                .take()
+                .or_else(|| (!gap.is_zero()).then(|| pace.reserve(gap)));
             if let Some(at) = start_at
                 && self.sleep_until(at).await
             {

@@ -605,7 +605,7 @@ mod tests {
     fn secrets_show_only_what_the_endpoint_has() {
         let s = GetEndpointSecretResponse {
             signing_secret: "whsec_new".into(),
-            previous_signing_secrets: vec![herald_proto::v1::PreviousSecret {
+            previous_signing_secrets: vec![herald_proto::v1::ExpiringSecret {
                 secret: "whsec_old".into(),
                 expires_at_ms: 0,
             }],

@@ -3,7 +3,8 @@
 
 use herald_proto::v1 as pb;
 use herald_shared::model::{
-    AuthRecord, EndpointRecord, EventTypeRecord, FilterRecord, Method, TenantRecord,
+    AuthRecord, EndpointRecord, EventTypeRecord, ExpiringSecretRecord, FilterRecord, Method,
+    TenantRecord,
 };
 
 use crate::view::EndpointEntry;
@@ -47,13 +48,17 @@ pub fn endpoint_secrets(rec: &EndpointRecord, now_ms: i64) -> pb::GetEndpointSec
             .previous_secrets
             .iter()
             .filter(|p| p.expires_at_ms > now_ms)
-            .map(|p| pb::PreviousSecret {
-                secret: p.secret.clone(),
-                expires_at_ms: p.expires_at_ms,
-            })
+            .map(expiring_secret)
             .collect(),
         jwt_secret,
         basic_password,
+    }
+}
+
+fn expiring_secret(p: &ExpiringSecretRecord) -> pb::ExpiringSecret {
+    pb::ExpiringSecret {
+        secret: p.secret.clone(),
+        expires_at_ms: p.expires_at_ms,
     }
 }
 
@@ -154,14 +159,7 @@ pub fn delivery_endpoint(e: &EndpointEntry) -> pb::DeliveryEndpoint {
         retry_delays_ms: delays_u32(&r.retry_schedule()),
         disable_after_failures: r.disable_after_failures,
         max_in_flight: r.max_in_flight,
-        previous_signing_secrets: r
-            .previous_secrets
-            .iter()
-            .map(|p| pb::ExpiringSecret {
-                secret: p.secret.clone(),
-                expires_at_ms: p.expires_at_ms,
-            })
-            .collect(),
+        previous_signing_secrets: r.previous_secrets.iter().map(expiring_secret).collect(),
         omit_standard_signature: r.omit_standard_signature,
         body_signature: body_signature(r),
         auth: auth(r, true),
@@ -257,7 +255,6 @@ fn delays_u32(ms: &[u64]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_shared::model::ExpiringSecretRecord;
 
     #[test]
     fn secrets_show_the_current_and_the_still_signing_ones() {

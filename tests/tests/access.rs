@@ -983,8 +983,8 @@ async fn endpoint_secrets_are_read_only_with_secrets_read() -> anyhow::Result<()
         .await?;
     let ep = created.endpoint.expect("endpoint").id;
     let first = created.signing_secret;
-    let ask = |tenant: &str| pb::GetEndpointSecretRequest {
-        tenant_id: tenant.into(),
+    let ask = || pb::GetEndpointSecretRequest {
+        tenant_id: "acme".into(),
         id: ep.clone(),
     };
 
@@ -992,7 +992,7 @@ async fn endpoint_secrets_are_read_only_with_secrets_read() -> anyhow::Result<()
     let mut writer = Clients::connect(&c.cp.url, Some(&writer)).await?;
     let e = writer
         .endpoints
-        .get_endpoint_secret(ask("acme"))
+        .get_endpoint_secret(ask())
         .await
         .expect_err("config:write does not read secrets");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
@@ -1003,7 +1003,7 @@ async fn endpoint_secrets_are_read_only_with_secrets_read() -> anyhow::Result<()
     let mut reader = Clients::connect(&c.cp.url, Some(&reader)).await?;
     let got = reader
         .endpoints
-        .get_endpoint_secret(ask("acme"))
+        .get_endpoint_secret(ask())
         .await?
         .into_inner();
     assert_eq!(got.signing_secret, first);
@@ -1048,7 +1048,7 @@ async fn endpoint_secrets_are_read_only_with_secrets_read() -> anyhow::Result<()
         .into_inner();
     let got = reader
         .endpoints
-        .get_endpoint_secret(ask("acme"))
+        .get_endpoint_secret(ask())
         .await?
         .into_inner();
     assert_eq!(got.signing_secret, rotated.secret);

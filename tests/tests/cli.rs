@@ -30,6 +30,23 @@ fn json(c: &Cluster, args: &[&str]) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(&out)?)
 }
 
+/// Runs `herald --output json ARGS` until `ready` holds of its output, for
+/// up to 20 s; the last output either way.
+async fn json_when(
+    c: &Cluster,
+    args: &[&str],
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = json(c, args)?;
+        if ready(&out) || std::time::Instant::now() >= deadline {
+            return Ok(out);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoint_update_enable_and_disable() -> anyhow::Result<()> {
     let (mut c, receiver) = Cluster::with_receiver("order.created").await?;
@@ -427,28 +444,18 @@ async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
         )?;
         assert_eq!(out["endpoints_matched"], 1, "{out}");
     }
-    let failed = || -> anyhow::Result<Vec<serde_json::Value>> {
-        let page = json(
-            &c,
-            &[
-                "delivery",
-                "list",
-                "--tenant",
-                "acme",
-                "--endpoint",
-                ep,
-                "--status",
-                "failed",
-            ],
-        )?;
-        Ok(page["deliveries"].as_array().cloned().unwrap_or_default())
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut list = failed()?;
-    while list.len() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        list = failed()?;
-    }
+    let failed = [
+        "delivery",
+        "list",
+        "--tenant",
+        "acme",
+        "--endpoint",
+        ep,
+        "--status",
+        "failed",
+    ];
+    let page = json_when(&c, &failed, |p| p["deliveries"][1].is_object()).await?;
+    let list = page["deliveries"].as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 2, "{list:?}");
     let first = list[1]["delivery_id"]
         .as_str()
@@ -472,15 +479,11 @@ async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
     assert_eq!(resent["resend_of"], first.as_str());
     let resent_id = resent["delivery_id"].as_str().unwrap_or_default();
     assert!(!resent_id.is_empty() && resent_id != first);
-    let recover = |since: &str| {
-        let mut args = vec!["delivery", "recover", "--tenant", "acme", "--endpoint", ep];
-        args.extend(["--since-ms", since]);
-        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
-    let (ok, _, err) = herald(&c, &as_strs(&recover("0")))?;
+    let recover = ["delivery", "recover", "--tenant", "acme", "--endpoint", ep];
+    let (ok, _, err) = herald(&c, &[&recover[..], &["--since-ms", "0"]].concat())?;
     assert!(!ok && err.contains("since_ms: is required"), "{err}");
     let hour_ago = (herald_shared::time::now_ms() - 3_600_000).to_string();
-    let recovered = json(&c, &as_strs(&recover(&hour_ago)))?;
+    let recovered = json(&c, &[&recover[..], &["--since-ms", &hour_ago]].concat())?;
     assert_eq!(recovered["resent"], 2);
     let test = json(&c, &["endpoint", "test", "--tenant", "acme", ep])?;
     assert!(test["delivery_id"].as_str().is_some_and(|s| !s.is_empty()));
@@ -492,14 +495,8 @@ async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
     let pings = got.iter().filter(|r| r.json()["type"] == "herald.ping");
     assert_eq!(pings.count(), 1, "the test event");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let stats = loop {
-        let s = json(&c, &["endpoint", "stats", "--tenant", "acme", ep])?;
-        if s["successes"] == 4 || std::time::Instant::now() >= deadline {
-            break s;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let stats_args = ["endpoint", "stats", "--tenant", "acme", ep];
+    let stats = json_when(&c, &stats_args, |s| s["successes"] == 4).await?;
     assert_eq!(
         (
             &stats["events"],
@@ -528,14 +525,10 @@ async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
     let (ok, _, err) = herald(&c, &["cluster", "drain", &agent])?;
     assert!(ok, "{err}");
     // The view follows etcd's watch: wait for the drain to show.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let cluster = loop {
-        let cluster = json(&c, &["cluster", "show"])?;
-        if cluster["agents"][0]["draining"] == true || std::time::Instant::now() >= deadline {
-            break cluster;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let cluster = json_when(&c, &["cluster", "show"], |c| {
+        c["agents"][0]["draining"] == true
+    })
+    .await?;
     assert_eq!(cluster["agents"][0]["draining"], true, "{cluster}");
     let (ok, _, err) = herald(&c, &["cluster", "drain", "no-such-agent"])?;
     assert!(!ok && err.contains("NOT_FOUND"), "{err}");
@@ -548,8 +541,4 @@ async fn deliveries_stats_cluster_and_deletes() -> anyhow::Result<()> {
     let tenants = json(&c, &["tenant", "list"])?;
     assert_eq!(tenants, serde_json::json!([]), "{tenants}");
     Ok(())
-}
-
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }

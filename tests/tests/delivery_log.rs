@@ -382,10 +382,7 @@ async fn unordered_endpoints_keep_at_most_max_in_flight_requests_out() -> anyhow
             Duration::from_secs(20),
         )
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rx.held() < 3 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rx.wait_held(3, Duration::from_secs(20)).await;
     assert_eq!(rx.held(), 3, "three requests out");
     // Let them through slowly: with no cap the other nine would overlap.
     rx.set_delay(Duration::from_millis(100));

@@ -144,15 +144,10 @@ async fn work_parked_by_an_owner_that_died_mid_handoff_keeps_its_place() -> anyh
     // attempt in progress. Seqs 1-2 queue behind it on A.
     receiver.hold();
     publish_round(&mut c.api, ENDPOINTS, 0).await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while receiver.held() < ENDPOINTS as usize {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "attempts in progress: {}",
-            receiver.held()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = receiver
+        .wait_held(ENDPOINTS as usize, Duration::from_secs(20))
+        .await;
+    anyhow::ensure!(held >= ENDPOINTS as usize, "attempts in progress: {held}");
     for seq in 1..3 {
         publish_round(&mut c.api, ENDPOINTS, seq).await?;
     }

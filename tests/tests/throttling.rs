@@ -279,11 +279,7 @@ async fn spacing_holds_behind_a_held_permit(
     c.api
         .publish("acme", "report.built", json!({}), "slow")
         .await?;
-    let deadline = std::time::Instant::now() + WAIT;
-    while slow.held() == 0 {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "slow request held");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    anyhow::ensure!(slow.wait_held(1, WAIT).await > 0, "slow request held");
     c.api.publish_seqs(1..3).await?;
     // Event 1's reserved start (DELAY_MS after event 0) passes while it
     // waits for the permit; release it a quarter of a delay later.
